@@ -1,0 +1,1 @@
+"""PyTorch side of ictal: the CWT ResNet, training, evaluation, explanations, reports."""

@@ -1,0 +1,211 @@
+"""Training, cross-validation and checkpoints.
+
+Splits are by recording group (leave-one-seizure-recording-out) or by
+patient, never a random split of overlapping windows. The decision
+threshold is chosen on the validation split only and saved with the model.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from runtime.features import FeatureSpec
+from runtime.metrics import auroc, choose_threshold
+
+from .data import WindowSet
+from .resnet import CWTResNet
+
+FT_CHANNELS = ("T7-FT9", "FT9-FT10", "FT10-T8")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    width: float = 0.25
+    epochs: int = 25
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    patience: int = 4
+    seed: int = 0
+    max_shift_s: float = 1.0
+    scale_range: tuple[float, float] = (0.7, 1.4)
+    channel_dropout: float = 0.1
+    ft_dropout: float = 0.5  # zero FT9/FT10 derivations together: data sets without them exist
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fit_normalisation(x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-frequency mean/std of log power. x : (n_windows, n_channels, n_freqs, n_columns)."""
+    mean = x.mean(axis=(0, 1, 3), dtype=np.float64)
+    std = x.std(axis=(0, 1, 3), dtype=np.float64) + 1e-6
+    return [float(v) for v in mean], [float(v) for v in std]
+
+
+def binary_target(label: np.ndarray) -> np.ndarray:
+    """A window is a seizure window when at least half of it is inside a seizure."""
+    return (np.asarray(label) >= 0.5).astype(np.float32)
+
+
+def unambiguous(label: np.ndarray) -> np.ndarray:
+    """Windows that are clearly seizure (≥ 50 %) or clearly not (0 %)."""
+    label = np.asarray(label)
+    return (label == 0) | (label >= 0.5)
+
+
+class Augmenter:
+    """Augmentation on un-normalised log power: time shift, amplitude scaling, channel drop-out."""
+
+    def __init__(self, spec: FeatureSpec, cfg: TrainConfig, rng: np.random.Generator):
+        self.spec, self.cfg, self.rng = spec, cfg, rng
+        self.floor = math.log10(spec.log_eps)  # what a zero-filled channel looks like
+        self.ft_idx = [i for i, c in enumerate(spec.channels) if c in FT_CHANNELS]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = x.copy()
+        n, c = x.shape[:2]
+        max_shift = int(self.cfg.max_shift_s * self.spec.columns_per_s)
+        for i in range(n):
+            if max_shift:
+                x[i] = np.roll(x[i], self.rng.integers(-max_shift, max_shift + 1), axis=-1)
+            x[i] += 2 * math.log10(self.rng.uniform(*self.cfg.scale_range))
+            drop = self.rng.random(c) < self.cfg.channel_dropout
+            if self.ft_idx and self.rng.random() < self.cfg.ft_dropout:
+                drop[self.ft_idx] = True
+            x[i, drop] = self.floor
+        return x
+
+
+def _normaliser(spec: FeatureSpec):
+    mean = torch.tensor(spec.norm_mean, dtype=torch.float32)[None, None, :, None]
+    std = torch.tensor(spec.norm_std, dtype=torch.float32)[None, None, :, None]
+    return lambda x: (torch.as_tensor(x) - mean) / std
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, spec: FeatureSpec, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """p(seizure) per window. x : (n_windows, n_channels, n_freqs, n_columns) un-normalised log power."""
+    model.eval()
+    norm = _normaliser(spec)
+    out = [torch.sigmoid(model(norm(x[i:i + batch_size]))).numpy() for i in range(0, len(x), batch_size)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def _bar(frac: float, width: int = 20) -> str:
+    k = int(round(frac * width))
+    return "[" + "#" * k + "." * (width - k) + "]"
+
+
+def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainConfig = TrainConfig(),
+                log=print):
+    """Train one model; early stopping on validation loss; threshold on validation windows.
+
+    Returns (model, spec with fitted normalisation, threshold, history).
+    """
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    keep = unambiguous(train.label)
+    xtr, ytr = train.x[keep], binary_target(train.label[keep])
+    vkeep = unambiguous(val.label)
+    xva, yva = val.x[vkeep], binary_target(val.label[vkeep])
+    if ytr.sum() == 0 or ytr.sum() == len(ytr):
+        raise ValueError("training split needs both seizure and non-seizure windows")
+    mean, std = fit_normalisation(xtr)
+    spec = FeatureSpec(**{**spec.to_dict(), "norm_mean": mean, "norm_std": std})
+    norm = _normaliser(spec)
+    model = CWTResNet(len(spec.channels), cfg.width)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    pos_weight = torch.tensor((len(ytr) - ytr.sum()) / ytr.sum())
+    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    val_loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    augment = Augmenter(spec, cfg, rng)
+    best = (math.inf, None, 0)
+    history = []
+    tty = sys.stdout.isatty()
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(xtr))
+        losses = []
+        n_batches = math.ceil(len(order) / cfg.batch_size)
+        for b in range(n_batches):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue  # BatchNorm needs two samples
+            xb = norm(augment(xtr[idx]))
+            loss = loss_fn(model(xb), torch.as_tensor(ytr[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            if tty:
+                print(f"\repoch {epoch:2d}/{cfg.epochs} {_bar((b + 1) / n_batches)} loss {np.mean(losses):.4f}",
+                      end="", flush=True)
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(norm(xva[i:i + 64])) for i in range(0, len(xva), 64)]) if len(xva) else None
+        vloss = float(val_loss_fn(logits, torch.as_tensor(yva))) if logits is not None else float("nan")
+        vauc = auroc(yva, torch.sigmoid(logits).numpy()) if logits is not None else float("nan")
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": vloss, "val_auroc": vauc,
+                        "seconds": time.perf_counter() - t0})
+        prefix = "\r" if tty else ""
+        log(f"{prefix}epoch {epoch:2d}/{cfg.epochs} {_bar(1.0)} loss {np.mean(losses):.4f} "
+            f"val_loss {vloss:.4f} val_auroc {vauc:.3f} ({history[-1]['seconds']:.1f} s)")
+        if vloss < best[0] - 1e-4 or best[1] is None:
+            best = (vloss, copy.deepcopy(model.state_dict()), epoch)
+        elif epoch - best[2] >= cfg.patience:
+            log(f"early stop: validation loss has not improved for {cfg.patience} epochs (best epoch {best[2]})")
+            break
+    model.load_state_dict(best[1])
+    threshold = choose_threshold(yva, predict_proba(model, spec, xva)) if len(xva) else 0.5
+    return model, spec, threshold, history
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(path: str | Path, model: CWTResNet, spec: FeatureSpec, threshold: float, **info) -> Path:
+    """`path` (.pt: plain state dict) + `path`.json (feature spec, config, threshold, provenance)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    meta = {"spec": spec.to_dict(), "model": model.config, "threshold": float(threshold),
+            "weights_sha256": digest, **info}
+    sidecar(path).write_text(json.dumps(meta, indent=2) + "\n")
+    spec.save(path.with_suffix(".spec.json"))
+    return path
+
+
+def sidecar(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def load_checkpoint(path: str | Path):
+    """Returns (model in eval mode, spec, threshold, meta). Never unpickles code."""
+    path = Path(path)
+    from runtime.errors import ModelError
+
+    if not path.is_file() or not sidecar(path).is_file():
+        raise ModelError(f"{path}: checkpoint needs both {path.name} and {sidecar(path).name}")
+    meta = json.loads(sidecar(path).read_text())
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if meta.get("weights_sha256") and meta["weights_sha256"] != digest:
+        raise ModelError(f"{path}: SHA-256 {digest[:12]}… does not match {sidecar(path).name} "
+                         f"({meta['weights_sha256'][:12]}…); the weights were changed or corrupted")
+    spec = FeatureSpec.from_dict(meta["spec"], where=str(sidecar(path)))
+    model = CWTResNet(**meta["model"])
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.eval()
+    return model, spec, float(meta["threshold"]), meta

@@ -1,0 +1,158 @@
+"""Channel labels, montages and scalp regions.
+
+Labels are matched case-insensitively after normalisation (TUH 'EEG FP1-REF'
+→ 'FP1', PhysioNet 'Fp1.' → 'FP1', old 10-20 names T3/T4/T5/T6 → T7/T8/P7/P8).
+Bipolar derivations a model needs ('FP1-F7') are taken from the stream when
+present, or derived from referential electrodes (FP1 − F7), or from the
+reversed derivation ('P7-T7' = −'T7-P7').
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from .errors import ChannelMismatch
+
+OLD_TO_NEW = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
+# Reference suffixes that make a channel referential: 'FP1-REF', 'F7-CS2', 'C3-LE'.
+REFERENCE_NAMES = {"REF", "LE", "AR", "AVG", "CS2", "A1A2", "M1M2"}
+
+REGIONS = ("frontal", "central", "parietal-occipital", "left temporal", "right temporal")
+
+_LEFT_TEMPORAL = {"F7", "T7", "P7", "FT7", "FT9", "T9", "TP7", "TP9", "A1", "M1"}
+_RIGHT_TEMPORAL = {"F8", "T8", "P8", "FT8", "FT10", "T10", "TP8", "TP10", "A2", "M2"}
+
+
+def _clean_electrode(name: str) -> str:
+    name = name.strip().upper().replace(".", "").replace(" ", "")
+    return OLD_TO_NEW.get(name, name)
+
+
+def normalise_label(label: str) -> str:
+    """Canonical form of a channel label: 'EEG Fp1-REF' → 'FP1', 'fp1-f7' → 'FP1-F7'."""
+    s = label.strip().upper()
+    s = re.sub(r"^(EEG|EOG|ECG|EMG)\s+", "", s)
+    s = re.sub(r"-\d+$", "", s) if re.match(r"^[A-Z0-9]+-[A-Z0-9]+-\d+$", s) else s  # MNE 'T8-P8-0'
+    parts = [p for p in s.split("-")]
+    if len(parts) == 2 and parts[1].replace(".", "").strip() in REFERENCE_NAMES:
+        parts = parts[:1]
+    return "-".join(_clean_electrode(p) for p in parts)
+
+
+def is_dummy(label: str) -> bool:
+    return label.strip() in ("", "-", ".")
+
+
+def electrode_region(electrode: str) -> str | None:
+    """Scalp region of one 10-20/10-10 electrode.
+
+    Rule: temporal chain electrodes (F7/T7/P7 and FT/TP/T9/T10 neighbours)
+    go to left/right temporal; names starting O or P (incl. PO) go to
+    parietal-occipital; C and CP to central; FP, AF, F, FC to frontal.
+    """
+    e = _clean_electrode(electrode)
+    if e in _LEFT_TEMPORAL:
+        return "left temporal"
+    if e in _RIGHT_TEMPORAL:
+        return "right temporal"
+    if e.startswith(("O", "P", "I")):
+        return "parietal-occipital"
+    if e.startswith(("C",)):
+        return "central"
+    if e.startswith(("FP", "AF", "F")):
+        return "frontal"
+    if e.startswith("T"):  # other temporal names: side by parity of the digit
+        digits = re.findall(r"\d+", e)
+        if digits:
+            return "left temporal" if int(digits[0]) % 2 else "right temporal"
+    return None
+
+
+def channel_region(label: str) -> str:
+    """Scalp region of a referential or bipolar channel.
+
+    Bipolar rule: a derivation belongs to the region both electrodes share;
+    if they differ and one is temporal, the temporal one wins (a temporal
+    chain link like FP1-F7 or P7-O1 records the lateral chain); otherwise
+    the region of the first (active) electrode. FT9-FT10 spans both
+    temporal lobes and is assigned by its first electrode (left temporal).
+    """
+    parts = normalise_label(label).split("-")
+    regions = [electrode_region(p) for p in parts]
+    if any(r is None for r in regions):
+        raise ChannelMismatch(f"channel {label!r}: electrode not on the 10-20/10-10 system; no scalp region")
+    if len(regions) == 1 or regions[0] == regions[1]:
+        return regions[0]
+    temporal = [r for r in regions if r.endswith("temporal")]
+    if len(temporal) == 1:
+        return temporal[0]
+    return regions[0]
+
+
+def region_members(labels: list[str]) -> dict[str, list[int]]:
+    """{region: [channel indices]} for the five regions, in REGIONS order."""
+    members = {r: [] for r in REGIONS}
+    for i, lab in enumerate(labels):
+        members[channel_region(lab)].append(i)
+    return members
+
+
+@dataclasses.dataclass
+class Montage:
+    """A linear map from source channels to the channels a model needs.
+
+    matrix : ndarray, shape (n_target, n_source); target = matrix @ source.
+    """
+
+    matrix: np.ndarray
+    target: list[str]
+    source: list[str]
+    how: list[str]  # per target: 'direct', 'derived A-B', 'reversed', 'missing (zero-filled)'
+    missing: list[str]
+
+    def apply(self, data: np.ndarray) -> np.ndarray:
+        """data : ndarray, shape (n_source, n_times) → (n_target, n_times)."""
+        if self._is_selection:
+            return data[self._index]
+        return self.matrix @ data
+
+    def __post_init__(self):
+        nz = self.matrix != 0
+        self._is_selection = bool(np.all(nz.sum(axis=1) == 1) and np.all(self.matrix[nz] == 1))
+        self._index = np.argmax(nz, axis=1) if self._is_selection else None
+
+
+def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow_missing: int = 0,
+                    source_name: str = "stream", model_name: str = "model") -> Montage:
+    """Map `source_labels` (what a file/stream has) onto `target_labels` (what a model needs)."""
+    src = {}
+    for i, lab in enumerate(source_labels):
+        if not is_dummy(lab):
+            src.setdefault(normalise_label(lab), i)  # first of duplicate labels wins
+    m = np.zeros((len(target_labels), len(source_labels)), dtype=np.float64)
+    how, missing, needed = [], [], []
+    for t, lab in enumerate(target_labels):
+        key = normalise_label(lab)
+        parts = key.split("-")
+        if key in src:
+            m[t, src[key]] = 1.0
+            how.append("direct")
+        elif len(parts) == 2 and all(p in src for p in parts):
+            m[t, src[parts[0]]] = 1.0
+            m[t, src[parts[1]]] = -1.0
+            how.append(f"derived {parts[0]}-{parts[1]}")
+        elif len(parts) == 2 and f"{parts[1]}-{parts[0]}" in src:
+            m[t, src[f"{parts[1]}-{parts[0]}"]] = -1.0
+            how.append("reversed")
+        else:
+            missing.append(lab)
+            needed += [p for p in parts if p not in src and p not in needed]
+            how.append("missing (zero-filled)")
+    if len(missing) > allow_missing:
+        raise ChannelMismatch(
+            f"{source_name} lacks {', '.join(needed)} needed for {', '.join(missing)} ({model_name}); "
+            f"it has {', '.join(l for l in source_labels if not is_dummy(l)) or 'no channels'}. "
+            f"Pass --allow-missing {len(missing)} to zero-fill them.")
+    return Montage(m, list(target_labels), list(source_labels), how, missing)

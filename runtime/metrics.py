@@ -1,0 +1,157 @@
+"""Window-level and event-level (SzCORE) seizure-detection metrics, torch-free.
+
+Event rules follow SzCORE / the `timescoring` library: events closer than
+90 s are merged, events longer than 300 s are split, a reference event is
+detected when any detection overlaps it extended by 30 s before onset and
+60 s after its end; detections that overlap no extended reference event are
+false alarms.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+MERGE_GAP_S = 90.0
+MAX_EVENT_S = 300.0
+TOL_BEFORE_S = 30.0
+TOL_AFTER_S = 60.0
+
+
+def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with tie correction); NaN if one class is absent."""
+    y_true = np.asarray(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(y_true.sum()), int((~y_true).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):  # average ranks over ties
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
+        i = j + 1
+    return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def window_metrics(y_true: np.ndarray, p: np.ndarray, threshold: float) -> dict:
+    """Metrics of per-window predictions. y_true : (n,) 0/1; p : (n,) probabilities."""
+    y = np.asarray(y_true).astype(bool)
+    pred = np.asarray(p) >= threshold
+    tp, tn = int(np.sum(pred & y)), int(np.sum(~pred & ~y))
+    fp, fn = int(np.sum(pred & ~y)), int(np.sum(~pred & y))
+
+    def ratio(a, b):
+        return float(a / b) if b else float("nan")
+
+    sens, spec = ratio(tp, tp + fn), ratio(tn, tn + fp)
+    prec = ratio(tp, tp + fp)
+    f1 = ratio(2 * tp, 2 * tp + fp + fn)
+    f1_neg = ratio(2 * tn, 2 * tn + fn + fp)
+    n = len(y)
+    weighted = (np.nan_to_num(f1) * (tp + fn) + np.nan_to_num(f1_neg) * (tn + fp)) / n if n else float("nan")
+    return {"n_windows": n, "threshold": float(threshold), "accuracy": ratio(tp + tn, n),
+            "sensitivity": sens, "specificity": spec, "precision": prec, "f1": f1,
+            "weighted_f1": float(weighted), "auroc": auroc(y, p),
+            "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp}}
+
+
+def choose_threshold(y_true: np.ndarray, p: np.ndarray) -> float:
+    """Threshold maximising Youden's J (sensitivity + specificity − 1) on validation windows.
+
+    Ties go to the higher threshold (fewer false alarms at the bedside).
+    """
+    y = np.asarray(y_true).astype(bool)
+    p = np.asarray(p, dtype=np.float64)
+    if y.all() or (~y).all():
+        return 0.5
+    cands = np.unique(np.concatenate([p, [0.5]]))
+    best, best_t = -np.inf, 0.5
+    for t in cands:
+        pred = p >= t
+        j = pred[y].mean() + (~pred[~y]).mean() - 1
+        if j >= best - 1e-12:
+            best, best_t = j, t
+    # midpoint to the next lower score keeps the same split but is less brittle
+    lower = p[p < best_t]
+    return float((best_t + lower.max()) / 2) if lower.size else float(best_t)
+
+
+# ---------------------------------------------------------------- events
+def merge_events(events: list[tuple[float, float]], gap_s: float = MERGE_GAP_S) -> list[tuple[float, float]]:
+    out: list[list[float]] = []
+    for s, e in sorted(events):
+        if out and s - out[-1][1] < gap_s:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+def split_long_events(events, max_s: float = MAX_EVENT_S):
+    out = []
+    for s, e in events:
+        while e - s > max_s:
+            out.append((s, s + max_s))
+            s += max_s
+        out.append((s, e))
+    return out
+
+
+def windows_to_events(window_ends_s: np.ndarray, positive: np.ndarray, hop_s: float) -> list[tuple[float, float]]:
+    """Detections as events: a positive window marks [end − hop, end], the span in which a
+    live detector would have raised it."""
+    ends = np.asarray(window_ends_s)[np.asarray(positive, bool)]
+    return merge_events([(float(e - hop_s), float(e)) for e in ends], gap_s=1e-9)
+
+
+@dataclasses.dataclass
+class EventCounts:
+    n_ref: int = 0
+    tp_ref: int = 0
+    n_hyp: int = 0
+    tp_hyp: int = 0
+    fp: int = 0
+    duration_s: float = 0.0
+    latencies_s: list = dataclasses.field(default_factory=list)
+
+    def add(self, other: "EventCounts") -> "EventCounts":
+        for f in ("n_ref", "tp_ref", "n_hyp", "tp_hyp", "fp", "duration_s"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.latencies_s = self.latencies_s + other.latencies_s
+        return self
+
+    def summary(self) -> dict:
+        sens = self.tp_ref / self.n_ref if self.n_ref else float("nan")
+        prec = self.tp_hyp / self.n_hyp if self.n_hyp else float("nan")
+        f1 = 2 * sens * prec / (sens + prec) if self.n_ref and self.n_hyp and (sens + prec) else float("nan")
+        fa = self.fp * 86400.0 / self.duration_s if self.duration_s else float("nan")
+        lat = np.asarray(self.latencies_s, dtype=float)
+        return {"n_events": self.n_ref, "detected": self.tp_ref, "n_detections": self.n_hyp,
+                "false_alarms": self.fp, "duration_h": self.duration_s / 3600.0,
+                "sensitivity": sens, "precision": prec, "f1": f1, "false_alarms_per_24h": fa,
+                "latency_median_s": float(np.median(lat)) if lat.size else float("nan"),
+                "latencies_s": [round(float(x), 2) for x in lat]}
+
+
+def score_events(reference, hypothesis, duration_s: float) -> EventCounts:
+    """SzCORE event scoring of one recording. Events are (start_s, end_s) pairs."""
+    ref = split_long_events(merge_events(reference))
+    hyp = split_long_events(merge_events(hypothesis))
+    counts = EventCounts(n_ref=len(ref), n_hyp=len(hyp), duration_s=duration_s)
+    extended = [(s - TOL_BEFORE_S, e + TOL_AFTER_S) for s, e in ref]
+    for (rs, _), (xs, xe) in zip(ref, extended):
+        hits = [h for h in hyp if h[0] < xe and h[1] > xs]
+        if hits:
+            counts.tp_ref += 1
+            counts.latencies_s.append(min(h[0] for h in hits) - rs)
+    for hs, he in hyp:
+        if any(hs < xe and he > xs for xs, xe in extended):
+            counts.tp_hyp += 1
+        else:
+            counts.fp += 1
+    return counts

@@ -1,0 +1,1 @@
+"""ictal stream_sim: replay EDF and synthetic EEG as LSL streams (torch-free)."""
