@@ -29,6 +29,20 @@ def _seizure_groups(ws: WindowSet) -> list[str]:
     return sorted({gg for gg, la in zip(g, lab) if la >= 0.5})
 
 
+def _negative_units(ws: WindowSet, negative_source: str | None):
+    """Per-window unit labels and the sorted units of the seizure-free data: its
+    subjects, or its recordings when there are too few subjects to rotate."""
+    pats = ws.patients
+    if not negative_source:
+        return pats, []
+    is_neg = np.asarray(ws.source) == negative_source
+    units = sorted(set(pats[is_neg]))
+    if len(units) < 3:
+        pats = np.where(is_neg, ws.groups, pats)
+        units = sorted(set(pats[is_neg]))
+    return pats, units
+
+
 def leave_one_seizure_out(ws: WindowSet, negative_source: str | None = None) -> list[Fold]:
     """One fold per seizure recording group; validation is the next group.
 
@@ -38,11 +52,7 @@ def leave_one_seizure_out(ws: WindowSet, negative_source: str | None = None) -> 
     """
     groups = _seizure_groups(ws)
     g = ws.groups
-    neg_pat = sorted({p for p, s in zip(ws.patients, ws.source) if s == negative_source}) if negative_source else []
-    pats = ws.patients
-    if 0 < len(neg_pat) < 3:  # too few negative subjects to rotate: rotate their recordings instead
-        pats = np.where(np.asarray(ws.source) == negative_source, g, pats)
-        neg_pat = sorted(set(pats[np.asarray(ws.source) == negative_source]))
+    pats, neg_pat = _negative_units(ws, negative_source)
     folds = []
     for k, grp in enumerate(groups):
         test, val = g == grp, g == groups[(k + 1) % len(groups)]
@@ -56,16 +66,17 @@ def leave_one_seizure_out(ws: WindowSet, negative_source: str | None = None) -> 
 def cross_patient(ws: WindowSet, train_patient: str, test_patient: str,
                   negative_source: str | None = None) -> Fold:
     """Train on one patient, test on another; negatives split in halves by subject."""
-    pats, g = ws.patients, ws.groups
+    g = ws.groups
+    pats = ws.patients
     test = pats == test_patient
     train_groups = [x for x in _seizure_groups(ws) if x.startswith(train_patient)]
     val = g == train_groups[-1]
-    if negative_source:
-        neg = sorted({p for p, s in zip(pats, ws.source) if s == negative_source})
+    units, neg = _negative_units(ws, negative_source)
+    if neg:
         half = len(neg) // 2
         first, second = (neg[:half], neg[half:]) if train_patient < test_patient else (neg[half:], neg[:half])
-        test |= np.isin(pats, second)
-        val |= pats == first[0]
+        test |= np.isin(units, second)
+        val |= units == first[0]
     other = ~np.isin(pats, [train_patient, test_patient]) & ~np.isin(ws.source, [negative_source])
     test |= other  # windows of patients in neither role are test-only, never trained on
     return Fold(f"cross-patient:{train_patient}->{test_patient}", test, val & ~test)

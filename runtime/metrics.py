@@ -54,7 +54,8 @@ def window_metrics(y_true: np.ndarray, p: np.ndarray, threshold: float) -> dict:
     f1_neg = ratio(2 * tn, 2 * tn + fn + fp)
     n = len(y)
     weighted = (np.nan_to_num(f1) * (tp + fn) + np.nan_to_num(f1_neg) * (tn + fp)) / n if n else float("nan")
-    return {"n_windows": n, "threshold": float(threshold), "accuracy": ratio(tp + tn, n),
+    thr = float(threshold) if np.ndim(threshold) == 0 else float(np.mean(threshold))
+    return {"n_windows": n, "threshold": thr, "accuracy": ratio(tp + tn, n),
             "sensitivity": sens, "specificity": spec, "precision": prec, "f1": f1,
             "weighted_f1": float(weighted), "auroc": auroc(y, p),
             "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp}}

@@ -1,0 +1,105 @@
+"""torch → ONNX with the feature spec, threshold and weights' SHA-256 in
+metadata_props; onnx.checker; a parity check against torch on real windows;
+optional static int8 (QDQ) quantisation."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from models.train import load_checkpoint
+from runtime.errors import ModelError
+from runtime.scorer import Scorer, file_sha256, metadata_json
+
+PARITY_TOL = 1e-4
+
+
+def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
+    model, spec, threshold, meta = load_checkpoint(checkpoint)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    dummy = torch.zeros(1, *spec.input_shape)
+    torch.onnx.export(model, (dummy,), str(output), input_names=["cwt"], output_names=["logit"],
+                      dynamic_axes={"cwt": {0: "batch"}, "logit": {0: "batch"}}, opset_version=opset,
+                      dynamo=False)
+    proto = onnx.load(str(output))
+    name = Path(checkpoint).stem
+    for k, v in metadata_json(spec, threshold, meta["weights_sha256"], name, Path(checkpoint).name).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = k, v
+    proto.producer_name = "ictal"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(output))
+    return output
+
+
+def parity_check(checkpoint: str | Path, onnx_path: str | Path, x: np.ndarray) -> dict:
+    """Max |Δlogit| between torch and ONNX Runtime on the same normalised windows.
+
+    x : ndarray, shape (n_windows, n_channels, n_freqs, n_columns), normalised features.
+    """
+    model, spec, _, _ = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        ref = model(torch.as_tensor(x, dtype=torch.float32)).numpy()
+    got = Scorer(onnx_path).predict_logits(x)
+    diff = float(np.max(np.abs(ref - got))) if len(x) else 0.0
+    pref, pgot = 1 / (1 + np.exp(-ref)), 1 / (1 + np.exp(-got))
+    result = {"n_windows": int(len(x)), "max_abs_logit_diff": diff,
+              "max_abs_prob_diff": float(np.max(np.abs(pref - pgot))) if len(x) else 0.0}
+    if diff > PARITY_TOL:
+        raise ModelError(f"{onnx_path}: ONNX and torch disagree by {diff:.2e} in logit on {len(x)} windows "
+                         f"(tolerance {PARITY_TOL:g})")
+    return result
+
+
+def quantize_int8(onnx_path: str | Path, output: str | Path, calibration: np.ndarray) -> Path:
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real windows."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter({"cwt": calibration[i:i + 1].astype(np.float32)} for i in range(len(calibration)))
+
+        def get_next(self):
+            return next(self.it, None)
+
+    output = Path(output)
+    pre = output.with_suffix(".pre.onnx")
+    quant_pre_process(str(onnx_path), str(pre))
+    quantize_static(str(pre), str(output), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    pre.unlink(missing_ok=True)
+    # carry the metadata over: the runtime needs the spec
+    src, dst = onnx.load(str(onnx_path)), onnx.load(str(output))
+    del dst.metadata_props[:]
+    for p in src.metadata_props:
+        e = dst.metadata_props.add()
+        e.key, e.value = p.key, p.value
+    onnx.save(dst, str(output))
+    return output
+
+
+def time_scorer(path: str | Path, x: np.ndarray, repeats: int = 30) -> float:
+    """Median seconds of one batch-1 ONNX call."""
+    s = Scorer(path, threads=1)
+    s.predict_logits(x[:1])
+    t = []
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        s.predict_logits(x[i % len(x): i % len(x) + 1])
+        t.append(time.perf_counter() - t0)
+    return float(np.median(t))
+
+
+def compare_int8(fp32: str | Path, int8: str | Path, x: np.ndarray) -> dict:
+    a, b = Scorer(fp32), Scorer(int8)
+    pa, pb = a.predict_proba(x), b.predict_proba(x)
+    return {"fp32_bytes": Path(fp32).stat().st_size, "int8_bytes": Path(int8).stat().st_size,
+            "fp32_ms": 1e3 * time_scorer(fp32, x), "int8_ms": 1e3 * time_scorer(int8, x),
+            "max_abs_prob_diff": float(np.max(np.abs(pa - pb))),
+            "decision_flips": int(np.sum((pa >= a.threshold) != (pb >= a.threshold))),
+            "sha256_fp32": file_sha256(fp32)}

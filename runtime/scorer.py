@@ -1,0 +1,100 @@
+"""ONNX Runtime scoring. The model file alone defines the preprocessing: its
+metadata_props carry the feature spec, threshold and weights' SHA-256."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError, SpecError
+from .features import CWTransform, FeatureSpec
+
+META_SPEC = "ictal.feature_spec"
+META_THRESHOLD = "ictal.threshold"
+META_WEIGHTS = "ictal.weights_sha256"
+META_NAME = "ictal.model_name"
+META_CHECKPOINT = "ictal.checkpoint"
+
+
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+class Scorer:
+    """p(seizure) for CWT feature windows with one ONNX Runtime session (CPU).
+
+    `predict_proba(x)` with x : ndarray, shape (n_windows, n_channels, n_freqs, n_columns),
+    normalised features as `transform` makes them. Batches for the caller.
+    """
+
+    def __init__(self, path: str | Path, *, expected_sha256: str | None = None, threads: int | None = None,
+                 max_batch: int = 64):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"{self.path}: no such model file")
+        if expected_sha256 and file_sha256(self.path) != expected_sha256:
+            raise ModelError(f"{self.path}: SHA-256 differs from the expected {expected_sha256[:12]}…")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            # CPU only, explicitly: never fall back silently to another device
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelError(f"{self.path}: ONNX Runtime cannot load it ({e})") from e
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_SPEC not in meta:
+            raise ModelError(f"{self.path}: no '{META_SPEC}' in metadata_props; export it with `ictal export`")
+        self.spec = FeatureSpec.from_json(meta[META_SPEC], where=f"{self.path} metadata")
+        if self.spec.norm_mean is None:
+            raise SpecError(f"{self.path}: feature spec has no normalisation constants")
+        self.threshold = float(meta.get(META_THRESHOLD, 0.5))
+        self.name = meta.get(META_NAME, self.path.stem)
+        self.weights_sha256 = meta.get(META_WEIGHTS, "")
+        self.checkpoint = meta.get(META_CHECKPOINT, "")
+        self.metadata = dict(meta)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        want = list(self.spec.input_shape)
+        if [d for d in inp.shape[1:]] != want:
+            raise ModelError(f"{self.path}: model input {inp.shape} does not match the spec's (batch, {want})")
+        self.max_batch = max_batch
+        self.transform = CWTransform(self.spec)
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape[1:] != self.spec.input_shape:
+            raise SpecError(f"input windows have shape {x.shape[1:]}, the model expects {self.spec.input_shape}")
+        if not np.all(np.isfinite(x)):
+            raise SpecError("input contains NaN/inf; refusing to score")
+        out = [self.session.run(None, {self.input_name: x[i:i + self.max_batch]})[0].reshape(-1)
+               for i in range(0, len(x), self.max_batch)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.predict_logits(x).astype(np.float64)))
+
+    def predict_log_power(self, x_log_power: np.ndarray) -> np.ndarray:
+        """Score un-normalised log10 power (as models.data builds it)."""
+        t = self.transform
+        return self.predict_proba((x_log_power - t.mean) / t.std)
+
+    def score_samples(self, window_uv: np.ndarray) -> float:
+        """p(seizure) of one conditioned window. window_uv : (n_channels, n_samples)."""
+        return float(self.predict_proba(self.transform(window_uv))[0])
+
+    def describe(self) -> str:
+        s = self.spec
+        return (f"model {self.name} ({self.path.name}): {len(s.channels)} channels at {s.sfreq_hz:g} Hz, "
+                f"{s.window_s:g}-s windows, {len(s.freqs_hz)} freqs, threshold {self.threshold:.3f}")
+
+
+def metadata_json(spec: FeatureSpec, threshold: float, weights_sha256: str, name: str, checkpoint: str) -> dict:
+    return {META_SPEC: spec.to_json(), META_THRESHOLD: repr(float(threshold)), META_WEIGHTS: weights_sha256,
+            META_NAME: name, META_CHECKPOINT: checkpoint, "ictal.metadata_version": json.dumps(1)}
