@@ -224,6 +224,21 @@ class LabelledRecording:
     patient: str
 
 
+def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
+    """Seizures of one EDF from a summary file beside it, a csv_bi, or its EDF+ annotations ([] if none)."""
+    from .edf import read_edf
+
+    path = Path(path)
+    for s in sorted(path.parent.glob("*-summary.txt")):
+        entry = parse_chbmit_summary(s).get(path.name)
+        if entry is not None:
+            return entry.seizures
+    csv = path.with_suffix(".csv_bi")
+    if csv.exists():
+        return parse_tuh_csv_bi(csv)
+    return seizures_from_edf_annotations(read_edf(path))
+
+
 def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]:
     """Every EDF under `root` with its seizures.
 

@@ -41,6 +41,16 @@ def normalise_label(label: str) -> str:
     return "-".join(_clean_electrode(p) for p in parts)
 
 
+def unique_labels(labels: list[str]) -> list[str]:
+    """Labels made unique for display and JSON keys: CHB-MIT's second 'T8-P8' → 'T8-P8 (2)'."""
+    seen: dict[str, int] = {}
+    out = []
+    for lab in labels:
+        seen[lab] = seen.get(lab, 0) + 1
+        out.append(lab if seen[lab] == 1 else f"{lab} ({seen[lab]})")
+    return out
+
+
 def is_dummy(label: str) -> bool:
     return label.strip() in ("", "-", ".")
 

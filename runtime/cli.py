@@ -46,10 +46,133 @@ def _add_evaluate(sub):
     p.set_defaults(func=run)
 
 
+def _span(text: str) -> tuple[float, float]:
+    try:
+        a, b = text.split(":")
+        return float(a), float(b)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected START:SECONDS (or START:END), got {text!r}") from None
+
+
+def _add_export(sub):
+    p = sub.add_parser("export", help="checkpoint → ONNX with the feature spec in metadata ([train] extra)")
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--parity-data", help="labelled EDF directory for the torch/ONNX parity check")
+    p.add_argument("--int8", help="also write a static int8 (QDQ) model here, calibrated on --parity-data")
+
+    def run(a):
+        from export.commands import export_main
+        return export_main(a)
+    p.set_defaults(func=run)
+
+
+def _add_monitor(sub):
+    p = sub.add_parser("monitor", help="score a live LSL EEG stream, raise and explain alerts")
+    p.add_argument("--model", required=True, help="exported .onnx model")
+    p.add_argument("--stream", help="LSL stream name (default: the first stream of --type)")
+    p.add_argument("--type", default="EEG", help="LSL stream type to resolve when no name is given")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the stream")
+    p.add_argument("--hop", type=float, default=1.0, help="seconds between scored windows")
+    p.add_argument("--allow-missing", type=int, default=0, help="zero-fill up to N channels the stream lacks")
+    p.add_argument("--k", type=int, default=3, help="windows above threshold (of --n) to open an alert")
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--quiet", type=float, default=10.0, help="seconds below threshold to close an alert")
+    p.add_argument("--refractory", type=float, default=30.0, help="seconds after closing before a new alert")
+    p.add_argument("--log", default="ictal-monitor.jsonl", help="JSONL log of every score and alert")
+    p.add_argument("--explain-dir", default="ictal-explanations", help="alert explanations (JSON + PNG)")
+    p.add_argument("--gradcam", metavar="CHECKPOINT",
+                   help="torch checkpoint for Grad-CAM band importance and the 5x5 matrix (imports torch)")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
+    p.add_argument("--idle-exit", type=float, help="stop when no data arrived for this many seconds")
+    p.add_argument("--no-lsl-out", action="store_true", help="do not publish alert/score LSL streams")
+
+    def run(a):
+        from .monitor import Monitor
+        mon = Monitor(a.model, stream_name=a.stream, stream_type=a.type, hop_s=a.hop, allow_missing=a.allow_missing,
+                      k=a.k, n=a.n, quiet_s=a.quiet, refractory_s=a.refractory, log_path=a.log,
+                      explain_dir=a.explain_dir, gradcam_checkpoint=a.gradcam, lsl_outputs=not a.no_lsl_out,
+                      resolve_timeout_s=a.timeout)
+        mon.connect()
+        try:
+            mon.run(duration_s=a.duration, idle_exit_s=a.idle_exit)
+        finally:
+            mon.disconnect()
+        return 0
+    p.set_defaults(func=run)
+
+
+def _faults(a):
+    from stream_sim.replay import Faults
+    return Faults(dropouts=a.dropout or [], nan_bursts=a.nan_burst or [], flat_channels=a.flat or [],
+                  jitter_s=a.jitter)
+
+
+def _add_fault_args(p):
+    p.add_argument("--speed", type=float, default=1.0, help="x real time")
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--dropout", type=_span, action="append", metavar="START:SECONDS", help="inject a drop-out")
+    p.add_argument("--nan-burst", type=_span, action="append", metavar="START:SECONDS", help="inject NaN samples")
+    p.add_argument("--flat", action="append", metavar="CHANNEL", help="hold a channel flat")
+    p.add_argument("--jitter", type=float, default=0.0, help="timestamp jitter std, s")
+
+
+def _add_replay(sub):
+    p = sub.add_parser("replay", help="replay an EDF as an LSL EEG stream (+ seizure marker stream)")
+    p.add_argument("file")
+    p.add_argument("--name", default="ictal-replay")
+    _add_fault_args(p)
+
+    def run(a):
+        from stream_sim.replay import Replay
+        r = Replay(a.file, speed=a.speed, loop=a.loop, name=a.name, faults=_faults(a))
+        print(f"replaying {r.rec.name} as LSL '{a.name}' ({len(r.rec.labels)} ch @ {r.rec.sfreq_hz:g} Hz) "
+              f"at {a.speed:g}x{' in a loop' if a.loop else ''}; Ctrl-C stops")
+        r.run()
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_simulate(sub):
+    p = sub.add_parser("simulate", help="stream synthetic EEG with seizures at known times over LSL")
+    p.add_argument("--duration", type=float, default=300.0, help="seconds of EEG")
+    p.add_argument("--seizure", type=_span, action="append", metavar="START:END", help="seizure interval, s")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", default="ictal-sim")
+    p.add_argument("--save", help="also write the synthetic recording to this EDF")
+    _add_fault_args(p)
+
+    def run(a):
+        from stream_sim.replay import Replay
+        from stream_sim.synthetic import synthetic_recording
+        from .edf import write_edf
+        rec = synthetic_recording(a.duration, a.seizure or [(120.0, 180.0)], seed=a.seed, name=a.name)
+        if a.save:
+            write_edf(rec, a.save)
+        print(f"simulating {a.duration:g} s of EEG with seizures at {a.seizure or [(120.0, 180.0)]} as LSL "
+              f"'{a.name}' at {a.speed:g}x")
+        Replay(rec, speed=a.speed, loop=a.loop, name=a.name, faults=_faults(a)).run()
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_demo(sub):
+    p = sub.add_parser("demo", help="replay a bundled real seizure over LSL into the monitor; alerts + figures")
+    p.add_argument("-o", "--output", default="demo_out")
+    p.add_argument("--speed", type=float, default=4.0, help="replay speed, x real time")
+    p.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM even if torch is installed")
+
+    def run(a):
+        from .demo import run_demo
+        run_demo(a.output, speed=a.speed, gradcam=False if a.no_gradcam else None)
+        return 0
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictal", description="Interpretable seizure detection for scalp EEG")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_train, _add_evaluate):
+    for add in (_add_demo, _add_monitor, _add_replay, _add_simulate, _add_train, _add_evaluate, _add_export):
         add(sub)
     return parser
 

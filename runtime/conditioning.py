@@ -55,3 +55,44 @@ class StreamingFilter:
             self.zi = base[:, None, :] * chunk[:, :1][None, :, :]
         out, self.zi = signal.sosfilt(self.sos, chunk, axis=-1, zi=self.zi)
         return out
+
+
+class StreamingResampler:
+    """Causal polyphase resampler (the anti-alias FIR of scipy's resample_poly)
+    that keeps its context across calls, so a recording resampled at once and
+    the same samples resampled chunk by chunk give identical output.
+
+    It delays the signal by the FIR's half length (≈ 10 input samples).
+    `process(chunk)` with chunk : ndarray, shape (n_channels, n_times).
+    """
+
+    def __init__(self, n_channels: int, from_hz: float, to_hz: float):
+        frac = Fraction(to_hz / from_hz).limit_denominator(1000)
+        self.up, self.down = frac.numerator, frac.denominator
+        self.identity = self.up == self.down
+        self.n_channels = n_channels
+        self.reset()
+        if self.identity:
+            return
+        half_len = 10 * max(self.up, self.down)
+        self.h = signal.firwin(2 * half_len + 1, 1.0 / max(self.up, self.down), window=("kaiser", 5.0)) * self.up
+        self.ctx_len = -(-len(self.h) // self.up)  # input samples that reach one output
+
+    def reset(self) -> None:
+        self.ctx = np.zeros((self.n_channels, 0))
+        self.n_in = 0  # input samples seen
+        self.n_out = 0  # output samples produced
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        if self.identity:
+            return chunk
+        buf = np.concatenate([self.ctx, chunk], axis=1)
+        first = self.n_in - self.ctx.shape[1]  # global input index of buf[:, 0]
+        self.n_in += chunk.shape[1]
+        z = signal.upfirdn(self.h, buf, self.up, 1, axis=-1)  # upsampled-filtered, starting at first*up
+        last_j = self.n_in * self.up - 1  # newest upsampled index fully inside the input
+        stop = last_j // self.down + 1  # outputs m with m*down <= last_j
+        js = np.arange(self.n_out, stop) * self.down - first * self.up
+        self.n_out = max(self.n_out, stop)
+        self.ctx = buf[:, -self.ctx_len:]
+        return z[:, js]

@@ -13,7 +13,7 @@ import numpy as np
 
 from .annotations import Seizure, check_seizures_within, patient_of
 from .channels import resolve_montage
-from .conditioning import StreamingFilter, resample
+from .conditioning import StreamingFilter, StreamingResampler
 from .edf import Recording, read_edf
 from .features import FeatureSpec
 
@@ -37,7 +37,7 @@ def condition_recording(rec: Recording, spec: FeatureSpec, *, allow_missing: int
     montage = resolve_montage(rec.labels, spec.channels, allow_missing=allow_missing,
                               source_name=f"file '{rec.source or rec.name}'", model_name=model_name)
     data = montage.apply(rec.data_uv)
-    data = resample(data, rec.sfreq_hz, spec.sfreq_hz)
+    data = StreamingResampler(len(spec.channels), rec.sfreq_hz, spec.sfreq_hz).process(data)
     filt = StreamingFilter(len(spec.channels), spec.sfreq_hz, spec.band_hz, spec.notch_hz)
     return filt.filter(data)
 

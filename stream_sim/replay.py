@@ -1,0 +1,163 @@
+"""Replay a recording as an LSL EEG stream, with its seizure annotations on a
+parallel marker stream and optional injected faults.
+
+Timestamps are per sample on the recording's own clock, anchored at start:
+sample i is stamped t0 + i / sfreq_hz and an annotation at onset s is stamped
+t0 + s, so alert delays read off LSL times are in recording seconds whatever
+the replay speed. At speed 1 the stamps equal the push times.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from runtime.annotations import is_seizure_text, seizures_for_file
+from runtime.edf import Annotation, Recording, read_edf
+
+
+def recording_with_seizures(path: str | Path) -> Recording:
+    """Read an EDF and attach its seizures (from a CHB-MIT summary, csv_bi or
+    EDF+ annotations) as 'seizure' annotations, for the marker stream."""
+    rec = read_edf(path)
+    if not any(is_seizure_text(a.text) for a in rec.annotations):
+        rec.annotations += [Annotation(s.start_s, s.duration_s, "seizure") for s in seizures_for_file(path)]
+    return rec
+
+
+@dataclasses.dataclass
+class Faults:
+    """Faults to inject. Times are in recording seconds."""
+
+    dropouts: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (start, seconds) not sent
+    nan_bursts: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (start, seconds) of NaN
+    flat_channels: list[str] = dataclasses.field(default_factory=list)  # held at a constant value
+    jitter_s: float = 0.0  # std of Gaussian timestamp jitter
+    seed: int = 0
+
+
+class Replay:
+    """start() → pushes in a background thread → stop(). `wait()` blocks until done."""
+
+    def __init__(self, recording: Recording | str | Path, *, speed: float = 1.0, loop: bool = False,
+                 name: str = "ictal-replay", source_id: str | None = None, chunk_s: float = 1 / 32,
+                 faults: Faults | None = None, start_s: float = 0.0, markers: bool = True, t0: float | None = None):
+        self.rec = recording if isinstance(recording, Recording) else recording_with_seizures(recording)
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, got {speed}")
+        self.speed, self.loop, self.name = speed, loop, name
+        self.source_id = source_id or f"ictal-replay:{self.rec.name}"
+        self.chunk = max(1, int(round(chunk_s * self.rec.sfreq_hz)))
+        self.faults = faults or Faults()
+        self.start_sample = int(round(start_s * self.rec.sfreq_hz))
+        self.with_markers = markers
+        self.t0 = t0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.pushed = 0  # samples pushed
+        self.push_log: list[tuple[int, float]] = []  # (sample index, wall LSL clock at push) for latency benches
+
+    def _outlets(self):
+        import pylsl
+
+        rec = self.rec
+        info = pylsl.StreamInfo(self.name, "EEG", len(rec.labels), rec.sfreq_hz, "float32", self.source_id)
+        chans = info.desc().append_child("channels")
+        for label in rec.labels:
+            ch = chans.append_child("channel")
+            ch.append_child_value("label", label)
+            ch.append_child_value("unit", "microvolts")
+            ch.append_child_value("type", "EEG")
+        info.desc().append_child_value("manufacturer", "ictal stream_sim")
+        info.desc().append_child_value("source_file", rec.name)
+        eeg = pylsl.StreamOutlet(info, chunk_size=self.chunk, max_buffered=360)
+        markers = None
+        if self.with_markers:
+            mi = pylsl.StreamInfo(f"{self.name}-annotations", "Markers", 1, pylsl.IRREGULAR_RATE, "string",
+                                  f"{self.source_id}-annotations")
+            markers = pylsl.StreamOutlet(mi)
+        return eeg, markers
+
+    def _signal(self) -> np.ndarray:
+        data = self.rec.data_uv.T.astype(np.float32).copy()  # (n_times, n_channels)
+        sf = self.rec.sfreq_hz
+        for start, dur in self.faults.nan_bursts:
+            data[int(start * sf): int((start + dur) * sf)] = np.nan
+        for label in self.faults.flat_channels:
+            idx = [i for i, l in enumerate(self.rec.labels) if l.upper() == label.upper()]
+            if not idx:
+                raise ValueError(f"flat channel {label!r} is not in {self.rec.name}")
+            data[:, idx] = data[0, idx]
+        return data
+
+    def _skipped(self, i: int) -> bool:
+        t = i / self.rec.sfreq_hz
+        return any(s <= t < s + d for s, d in self.faults.dropouts)
+
+    def run(self) -> None:
+        """Push the recording (blocking)."""
+        import pylsl
+
+        eeg, markers = self._outlets()
+        data, sf = self._signal(), self.rec.sfreq_hz
+        rng = np.random.default_rng(self.faults.seed)
+        seizure_marks = []
+        for a in self.rec.annotations:
+            if is_seizure_text(a.text):
+                seizure_marks += [(a.onset_s, f"seizure-onset {a.text}"), (a.onset_s + a.duration_s, "seizure-offset")]
+        time.sleep(0.2)  # let inlets find the outlet before the first sample
+        t0 = self.t0 if self.t0 is not None else pylsl.local_clock()
+        self.t0 = t0
+        wall0 = time.perf_counter()
+        i, offset_s = self.start_sample, 0.0
+        n = data.shape[0]
+        pending = sorted(seizure_marks)
+        while not self._stop.is_set():
+            if i >= n:
+                if not self.loop:
+                    break
+                offset_s += n / sf
+                i = 0
+                pending = sorted(seizure_marks)
+            j = min(n, i + self.chunk)
+            # pace: sample j is due at (j - start) / (sf * speed) seconds after start
+            due = wall0 + ((j - self.start_sample) / sf + offset_s) / self.speed
+            delay = due - time.perf_counter()
+            if delay > 0:
+                self._stop.wait(delay)
+            idx = np.arange(i, j)
+            keep = np.array([not self._skipped(k) for k in idx]) if self.faults.dropouts else np.ones(len(idx), bool)
+            stamps = t0 + offset_s + idx / sf
+            if self.faults.jitter_s:
+                stamps = stamps + rng.normal(0, self.faults.jitter_s, len(idx))
+            if keep.any():
+                eeg.push_chunk(np.ascontiguousarray(data[idx[keep]]), stamps[keep].tolist())
+                self.push_log.append((int(idx[keep][-1]), pylsl.local_clock()))
+                self.pushed += int(keep.sum())
+            if markers is not None:
+                while pending and pending[0][0] * sf < j:
+                    onset, text = pending.pop(0)
+                    markers.push_sample([text], t0 + offset_s + onset)
+            i = j
+        time.sleep(0.3)  # let the last chunk drain before the outlet goes away
+        del eeg, markers
+
+    def start(self) -> "Replay":
+        self._thread = threading.Thread(target=self.run, name=f"replay-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> None:
+        if self._thread:
+            self._thread.join(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wait(5)
+
+    @property
+    def running(self) -> bool:
+        return bool(self._thread and self._thread.is_alive())
