@@ -44,6 +44,12 @@ class FeatureSpec:
     norm_std: list[float] | None = None
     version: int = SPEC_VERSION
 
+    def __post_init__(self):
+        # one canonical form, whether built in code or read back from JSON
+        self.band_hz = tuple(float(v) for v in self.band_hz)
+        self.freqs_hz = [float(f) for f in self.freqs_hz]
+        self.channels = list(self.channels)
+
     # ---- derived --------------------------------------------------------
     @property
     def n_samples(self) -> int:

@@ -17,8 +17,15 @@ from runtime.channels import electrode_region, resolve_montage
 from runtime.edf import Annotation, Recording, write_edf
 from runtime.features import CHBMIT_CHANNELS
 
-ELECTRODES = ["FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "FT9", "FT10", "T7", "C3", "CZ", "C4", "T8",
-              "P7", "P3", "PZ", "P4", "P8", "O1", "O2"]
+# approximate scalp positions (x: left→right, y: back→front) on the unit disc
+POSITIONS = {"FP1": (-0.3, 0.95), "FP2": (0.3, 0.95), "F7": (-0.8, 0.6), "F3": (-0.4, 0.5), "FZ": (0.0, 0.5),
+             "F4": (0.4, 0.5), "F8": (0.8, 0.6), "FT9": (-1.0, 0.3), "FT10": (1.0, 0.3), "T7": (-1.0, 0.0),
+             "C3": (-0.5, 0.0), "CZ": (0.0, 0.0), "C4": (0.5, 0.0), "T8": (1.0, 0.0), "P7": (-0.8, -0.6),
+             "P3": (-0.4, -0.5), "PZ": (0.0, -0.5), "P4": (0.4, -0.5), "P8": (0.8, -0.6), "O1": (-0.3, -0.95),
+             "O2": (0.3, -0.95)}
+ELECTRODES = list(POSITIONS)
+FOCUS = {"left temporal": "T7", "right temporal": "T8", "frontal": "FZ", "central": "CZ",
+         "parietal-occipital": "PZ"}
 
 
 def _pink(rng, n_channels: int, n_times: int, sfreq_hz: float) -> np.ndarray:
@@ -57,17 +64,20 @@ def synthetic_recording(duration_s: float = 120.0, seizures: list[tuple[float, f
     alpha = np.sin(2 * np.pi * (10.0 + 0.3 * rng.standard_normal()) * t + rng.uniform(0, 2 * np.pi))
     alpha_env = 0.6 + 0.4 * np.sin(2 * np.pi * 0.05 * t + rng.uniform(0, 6.3))
     ref += background_uv * 0.8 * alpha_gain[:, None] * (alpha * alpha_env)[None]
-    regions = [electrode_region(e) for e in ELECTRODES]
+    focus = np.array(POSITIONS[FOCUS[onset_region]])
     for start, end in seizures:
         i0, i1 = int(start * sfreq_hz), min(n, int(end * sfreq_hz))
         ts = t[i0:i1] - start
+        # the field starts focal (σ 0.35) and spreads over the scalp within ~8 s
+        sigma = 0.35 + 1.2 * np.clip(ts / 8.0, 0, 1)
         wave = seizure_waveform(ts, end - start, rng)
-        for c, region in enumerate(regions):
-            # spread: the onset region leads, the others join 3-8 s later at lower gain
-            delay = 0.0 if region == onset_region else rng.uniform(3.0, 8.0)
-            gain = 1.0 if region == onset_region else rng.uniform(0.4, 0.7)
-            ramp = np.clip((ts - delay) / 2.0, 0, 1)
-            ref[c, i0:i1] += seizure_uv * gain * ramp * wave * (1 + 0.05 * rng.standard_normal())
+        for c, e in enumerate(ELECTRODES):
+            d = float(np.linalg.norm(np.array(POSITIONS[e]) - focus))
+            # propagation lag: neighbouring derivations do not cancel
+            lag = min(len(ts), int((0.1 * d + rng.uniform(0, 0.05)) * sfreq_hz))
+            lagged = np.concatenate([np.zeros(lag), wave[: len(ts) - lag]])
+            gain = np.exp(-d ** 2 / (2 * sigma ** 2)) * rng.uniform(0.7, 1.3)
+            ref[c, i0:i1] += seizure_uv * gain * lagged
     labels = list(labels or CHBMIT_CHANNELS)
     montage = resolve_montage(ELECTRODES, labels, source_name="synthetic electrodes")
     data = montage.apply(ref)

@@ -1,0 +1,75 @@
+"""Shared fixtures: real data paths, synthetic recordings, a tiny trained model."""
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CHBMIT = SHARED_DATA / "chbmit"
+EEGMMIDB = SHARED_DATA / "eegmmidb"
+
+_names = itertools.count()
+
+
+def unique_stream_name(prefix: str = "ictal-test") -> str:
+    """LSL names must not collide between tests (streams linger briefly on loopback)."""
+    return f"{prefix}-{np.random.default_rng().integers(1e9)}-{next(_names)}"
+
+
+@pytest.fixture(scope="session")
+def chbmit_dir() -> Path:
+    if not CHBMIT.is_dir():
+        pytest.skip(f"real CHB-MIT excerpts not found at {CHBMIT}")
+    return CHBMIT
+
+
+@pytest.fixture(scope="session")
+def eegmmidb_dir() -> Path:
+    if not EEGMMIDB.is_dir():
+        pytest.skip(f"real eegmmidb files not found at {EEGMMIDB}")
+    return EEGMMIDB
+
+
+def tiny_spec():
+    from runtime.features import FeatureSpec
+
+    # a coarse grid keeps CPU time small; same code paths as the default grid
+    return FeatureSpec(freqs_hz=[float(f) for f in range(1, 41, 3)], time_decimation=32)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """Synthetic EDF+ recordings with seizures at known times (training data for the tiny model)."""
+    from stream_sim.synthetic import write_synthetic_edf
+
+    d = tmp_path_factory.mktemp("synthetic")
+    layout = [(90, [(30, 70)]), (90, [(20, 55)]), (90, []), (90, [(40, 80)]), (90, []), (90, [(25, 60)])]
+    for i, (dur, sz) in enumerate(layout):
+        write_synthetic_edf(d / f"syn{i:02d}.edf", dur, sz, seed=100 + i)
+    return d
+
+
+@pytest.fixture(scope="session")
+def tiny_model(synthetic_dir, tmp_path_factory):
+    """A slim ResNet trained for a few epochs on synthetic seizures, plus its ONNX export."""
+    pytest.importorskip("torch")
+    from export.onnx_export import export_onnx
+    from models.data import build_windows
+    from models.train import TrainConfig, save_checkpoint, train_model
+
+    spec = tiny_spec()
+    ws = build_windows(synthetic_dir, spec, hop_s=5.0, seizure_hop_s=3.0, log=lambda *_: None)
+    groups = ws.groups
+    val = np.isin(groups, ["syn05", "syn04"])
+    cfg = TrainConfig(width=0.125, epochs=8, patience=8, batch_size=16, seed=0)
+    model, fspec, thr, hist = train_model(ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val)), spec,
+                                          cfg, log=lambda *_: None)
+    d = tmp_path_factory.mktemp("model")
+    ckpt = save_checkpoint(d / "tiny.pt", model, fspec, thr, history=hist)
+    onnx_path = export_onnx(ckpt, d / "tiny.onnx")
+    return {"checkpoint": ckpt, "onnx": onnx_path, "spec": fspec, "threshold": thr, "history": hist,
+            "windows": ws, "val": val}

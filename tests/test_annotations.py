@@ -1,0 +1,74 @@
+import pytest
+
+from runtime.annotations import (check_seizures_within, find_labelled_recordings, parse_chbmit_summary,
+                                 parse_tuh_csv_bi, seizures_from_edf_annotations)
+from runtime.edf import read_edf
+from runtime.errors import AnnotationError
+from stream_sim.synthetic import write_synthetic_edf
+
+
+def test_all_24_original_chbmit_summaries_parse(chbmit_dir):
+    files = sorted((chbmit_dir / "summaries").glob("chb*-summary.txt"))
+    assert len(files) == 24
+    per_file = {f.name: parse_chbmit_summary(f) for f in files}
+    total = sum(len(e.seizures) for entries in per_file.values() for e in entries.values())
+    assert total == 198  # every seizure of the database
+    chb01 = per_file["chb01-summary.txt"]
+    assert [(s.start_s, s.end_s) for s in chb01["chb01_03.edf"].seizures] == [(2996.0, 3036.0)]
+    # 'Seizure 1 Start Time' style and channel lists that change mid-patient
+    chb12 = per_file["chb12-summary.txt"]
+    assert sum(len(e.seizures) for e in chb12.values()) == 40
+    assert len({tuple(e.channels) for e in chb12.values()}) > 1
+    assert all(s.seizure_id and s.patient == "chb12" for e in chb12.values() for s in e.seizures)
+
+
+def test_summary_garbage_line_is_a_clear_error(tmp_path):
+    p = tmp_path / "chb99-summary.txt"
+    p.write_text("File Name: chb99_01.edf\nNumber of Seizures in File: 1\nSeizure Start Time: ten seconds\n")
+    with pytest.raises(AnnotationError, match=r"chb99-summary.txt:3: .*does not parse"):
+        parse_chbmit_summary(p)
+
+
+def test_summary_count_mismatch_is_an_error(tmp_path):
+    p = tmp_path / "chb98-summary.txt"
+    p.write_text("File Name: chb98_01.edf\nNumber of Seizures in File: 2\n"
+                 "Seizure Start Time: 10 seconds\nSeizure End Time: 20 seconds\n")
+    with pytest.raises(AnnotationError, match="says 2 seizures but lists 1"):
+        parse_chbmit_summary(p)
+
+
+def test_tuh_csv_bi_labels_merge_channels_into_events(tmp_path):
+    p = tmp_path / "aaaaaaac_s001_t000.csv_bi"
+    p.write_text("# version = csv_v1.0.0\n# bname = aaaaaaac_s001_t000\n# duration = 301.00 secs\n#\n"
+                 "channel,start_time,stop_time,label,confidence\n"
+                 "TERM,0.0000,40.0000,bckg,1.0000\nTERM,40.0000,95.5000,seiz,1.0000\n"
+                 "TERM,95.5000,301.0000,bckg,1.0000\n")
+    sz = parse_tuh_csv_bi(p)
+    assert [(s.start_s, s.end_s) for s in sz] == [(40.0, 95.5)]
+
+
+def test_tuh_csv_bi_malformed_row_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.csv_bi"
+    p.write_text("channel,start_time,stop_time,label,confidence\nTERM,abc,10,seiz,1\n")
+    with pytest.raises(AnnotationError, match=r"bad.csv_bi:2: start/stop times are not numbers"):
+        parse_tuh_csv_bi(p)
+
+
+def test_edf_plus_seizure_annotations_are_read(tmp_path):
+    path = write_synthetic_edf(tmp_path / "s.edf", 60, [(12, 30)], seed=3)
+    sz = seizures_from_edf_annotations(read_edf(path))
+    assert [(s.start_s, s.end_s) for s in sz] == [(12.0, 30.0)]
+
+
+def test_seizure_past_the_end_of_recording_is_refused():
+    from runtime.annotations import Seizure
+    with pytest.raises(AnnotationError, match="rec.edf: seizure x#1 at 50-70 s lies outside the recording"):
+        check_seizures_within([Seizure(50, 70, "rec.edf", "x", "x#1")], 60.0, "rec.edf")
+
+
+def test_plain_edf_without_labels_is_not_silently_seizure_free(tmp_path, chbmit_dir):
+    d = tmp_path / "unlabelled"
+    d.mkdir()
+    (d / "x.edf").write_bytes((chbmit_dir / "chb01" / "chb01_18_ictal.edf").read_bytes())
+    with pytest.raises(AnnotationError, match="x.edf: no seizure labels"):
+        find_labelled_recordings(d)

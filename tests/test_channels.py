@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from runtime.channels import REGIONS, channel_region, normalise_label, region_members, resolve_montage
+from runtime.edf import read_edf
+from runtime.errors import ChannelMismatch
+from runtime.features import CHBMIT_CHANNELS
+
+
+@pytest.mark.parametrize("label,expected", [
+    ("EEG FP1-REF", "FP1"), ("Fp1.", "FP1"), ("T3", "T7"), ("EEG T5-LE", "P7"), ("t4-t6", "T8-P8"),
+    ("F7-CS2", "F7"), ("fp1-f7", "FP1-F7"), ("T8-P8-1", "T8-P8")])
+def test_labels_match_case_insensitively_with_old_and_new_names(label, expected):
+    assert normalise_label(label) == expected
+
+
+def test_bipolar_montage_is_derived_from_referential_eegmmidb_channels(eegmmidb_dir):
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    m = resolve_montage(rec.labels, CHBMIT_CHANNELS, allow_missing=3)
+    assert sorted(m.missing) == ["FT10-T8", "FT9-FT10", "T7-FT9"]
+    out = m.apply(rec.data_uv)
+    fp1, f7 = rec.labels.index("Fp1."), rec.labels.index("F7..")
+    np.testing.assert_allclose(out[0], rec.data_uv[fp1] - rec.data_uv[f7])
+    assert np.all(out[CHBMIT_CHANNELS.index("T7-FT9")] == 0)
+
+
+def test_missing_channel_error_names_electrodes_and_the_way_out(eegmmidb_dir):
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    with pytest.raises(ChannelMismatch, match=r"lacks FT9, FT10 needed for T7-FT9, FT9-FT10, FT10-T8.*"
+                                              r"--allow-missing 3"):
+        resolve_montage(rec.labels, CHBMIT_CHANNELS, source_name="stream 'BioSemi'")
+
+
+def test_tuh_style_labels_and_reversed_derivations():
+    src = ["EEG FP1-REF", "EEG F7-REF", "EEG T3-REF", "EEG T5-REF", "EEG O1-REF"]
+    m = resolve_montage(src, ["FP1-F7", "F7-T7", "T7-P7", "P7-O1"])
+    assert m.how == ["derived FP1-F7", "derived F7-T7", "derived T7-P7", "derived P7-O1"]
+    m2 = resolve_montage(["T7-P7"], ["P7-T7"])
+    np.testing.assert_allclose(m2.apply(np.array([[1.0, -2.0]])), [[-1.0, 2.0]])
+
+
+def test_every_chbmit_channel_has_one_of_five_regions():
+    members = region_members(CHBMIT_CHANNELS)
+    assert list(members) == list(REGIONS)
+    assert sum(len(v) for v in members.values()) == len(CHBMIT_CHANNELS)
+    assert all(members[r] for r in REGIONS)
+    assert channel_region("FP1-F7") == "left temporal"  # temporal chain link
+    assert channel_region("F8-T8") == "right temporal"
+    assert channel_region("C3-P3") == "central" and channel_region("P3-O1") == "parietal-occipital"
+    assert channel_region("FZ-CZ") == "frontal"
+    assert channel_region("O2") == "parietal-occipital" and channel_region("T4") == "right temporal"

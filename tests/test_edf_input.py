@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+
+from runtime.annotations import find_labelled_recordings, parse_chbmit_summary
+from runtime.edf import Annotation, Recording, read_edf, write_edf
+from runtime.errors import EDFError
+
+
+def test_every_chbmit_clip_loads_with_labels_rate_and_seizure_times(chbmit_dir):
+    recs = find_labelled_recordings(chbmit_dir)
+    assert len(recs) == 16
+    n_seizures = 0
+    for lr in recs:
+        rec = read_edf(lr.path)
+        assert rec.sfreq_hz == 256.0
+        assert len(rec.labels) == 23 and rec.labels[0] == "FP1-F7"
+        assert rec.labels.count("T8-P8") == 2  # the duplicate of the original files is kept
+        for sz in lr.seizures:
+            assert 0 <= sz.start_s < sz.end_s <= rec.duration_s
+        n_seizures += sum(1 for sz in lr.seizures if sz.start_s in (0.0, 10.0))
+        assert np.isfinite(rec.data_uv).all() and 1 < np.std(rec.data_uv) < 1000  # microvolts
+    assert n_seizures == 16 - 6  # 4 onset clips + 6 ictal clips; preictal clips have none
+
+
+def test_onset_clip_seizure_starts_at_10_s(chbmit_dir):
+    entries = parse_chbmit_summary(chbmit_dir / "chb01" / "chb01-summary.txt")
+    sz = entries["chb01_03_onset.edf"].seizures
+    assert [(s.start_s, s.end_s) for s in sz] == [(10.0, 50.0)]
+
+
+def test_edf_write_read_roundtrip_keeps_data_and_annotations(tmp_path):
+    rng = np.random.default_rng(0)
+    data = rng.normal(0, 30, (3, 256 * 5))
+    rec = Recording(data, 256.0, ["FP1", "F7", "T8-P8"], "x.edf", [Annotation(1.5, 2.0, "seizure")])
+    back = read_edf(write_edf(rec, tmp_path / "x.edf"))
+    assert back.labels == ["FP1", "F7", "T8-P8"] and back.sfreq_hz == 256.0
+    assert np.max(np.abs(back.data_uv - data)) < 0.02  # 16-bit quantisation of ±~150 µV
+    assert [(a.onset_s, a.duration_s, a.text) for a in back.annotations] == [(1.5, 2.0, "seizure")]
+
+
+def test_truncated_edf_is_refused_naming_the_file(chbmit_dir, tmp_path):
+    src = (chbmit_dir / "chb01" / "chb01_18_ictal.edf").read_bytes()
+    bad = tmp_path / "cut.edf"
+    bad.write_bytes(src[: len(src) // 2])
+    with pytest.raises(EDFError, match="cut.edf.*truncated or the header lies"):
+        read_edf(bad)
+
+
+def test_header_that_lies_about_record_count_is_refused(chbmit_dir, tmp_path):
+    src = bytearray((chbmit_dir / "chb01" / "chb01_18_ictal.edf").read_bytes())
+    src[236:244] = b"99      "  # claims 99 one-second records; the file holds 10
+    bad = tmp_path / "liar.edf"
+    bad.write_bytes(bytes(src))
+    with pytest.raises(EDFError, match="liar.edf.*99 records"):
+        read_edf(bad)
+
+
+def test_non_edf_file_is_refused(tmp_path):
+    p = tmp_path / "notes.edf"
+    p.write_text("this is a text file, not an EDF recording\n" * 20)
+    with pytest.raises(EDFError, match="notes.edf.*not an EDF"):
+        read_edf(p)
+    with pytest.raises(EDFError, match="no such EDF"):
+        read_edf(tmp_path / "missing.edf")

@@ -1,0 +1,65 @@
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from runtime.errors import ModelError, SpecError
+from runtime.scorer import META_SPEC, Scorer
+
+from conftest import REPO
+
+
+def test_importing_runtime_and_stream_sim_does_not_import_torch():
+    code = ("import sys, runtime, runtime.monitor, runtime.scorer, runtime.cli, runtime.demo, stream_sim, "
+            "stream_sim.replay, stream_sim.synthetic; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_onnx_model_carries_spec_threshold_and_weights_hash(tiny_model):
+    proto = onnx.load(str(tiny_model["onnx"]))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert META_SPEC in meta and "ictal.weights_sha256" in meta and float(meta["ictal.threshold"]) > 0
+    onnx.checker.check_model(proto)
+    s = Scorer(tiny_model["onnx"])
+    assert s.spec == tiny_model["spec"] and s.threshold == pytest.approx(tiny_model["threshold"])
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+
+
+def test_onnx_and_torch_give_the_same_probabilities(tiny_model):
+    from export.onnx_export import parity_check
+
+    s = Scorer(tiny_model["onnx"])
+    x = (tiny_model["windows"].x[:40] - s.transform.mean) / s.transform.std
+    res = parity_check(tiny_model["checkpoint"], tiny_model["onnx"], x.astype(np.float32))
+    assert res["max_abs_logit_diff"] < 1e-4 and res["n_windows"] == 40
+
+
+def test_scorer_refuses_nan_wrong_shape_and_foreign_models(tiny_model, tmp_path):
+    s = Scorer(tiny_model["onnx"])
+    x = np.zeros((1, *s.spec.input_shape), np.float32)
+    x[0, 0, 0, 0] = np.nan
+    with pytest.raises(SpecError, match="NaN"):
+        s.predict_proba(x)
+    with pytest.raises(SpecError, match="shape"):
+        s.predict_proba(np.zeros((1, 3, 4, 5), np.float32))
+    proto = onnx.load(str(tiny_model["onnx"]))
+    del proto.metadata_props[:]
+    onnx.save(proto, str(tmp_path / "bare.onnx"))
+    with pytest.raises(ModelError, match="no 'ictal.feature_spec'"):
+        Scorer(tmp_path / "bare.onnx")
+    with pytest.raises(ModelError, match="SHA-256"):
+        Scorer(tiny_model["onnx"], expected_sha256="0" * 64)
+
+
+def test_int8_model_keeps_metadata_and_predictions_close(tiny_model, tmp_path):
+    from export.onnx_export import compare_int8, quantize_int8
+
+    s = Scorer(tiny_model["onnx"])
+    x = ((tiny_model["windows"].x[:24] - s.transform.mean) / s.transform.std).astype(np.float32)
+    q = quantize_int8(tiny_model["onnx"], tmp_path / "tiny.int8.onnx", x)
+    assert Scorer(q).spec == s.spec
+    cmp = compare_int8(tiny_model["onnx"], q, x)
+    assert cmp["int8_bytes"] < cmp["fp32_bytes"] and cmp["max_abs_prob_diff"] < 0.2

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import pywt
+
+from runtime.conditioning import StreamingFilter, StreamingResampler
+from runtime.errors import SpecError
+from runtime.features import CWTransform, FeatureSpec
+from runtime.windows import make_windows
+
+
+def test_cwt_matches_pywavelets_fft_method():
+    spec = FeatureSpec(channels=["FP1-F7", "F7-T7"])
+    tr = CWTransform(spec)
+    x = np.random.default_rng(0).normal(0, 20, (2, spec.n_samples))
+    ref, _ = pywt.cwt(x, tr.scales, spec.wavelet, method="fft", axis=-1)
+    ref = np.moveaxis(ref, 0, 1)
+    scale = np.abs(ref).max()
+    assert np.abs(tr.cwt(x) - ref).max() < 1e-4 * scale
+    assert np.abs(tr.cwt(x, tr.q) - ref[..., ::tr.q]).max() < 1e-4 * scale
+
+
+def test_default_features_have_the_documented_shape_and_dtype():
+    spec = FeatureSpec()
+    f = CWTransform(spec)(np.random.default_rng(1).normal(0, 20, (23, 2560)))
+    assert f.shape == (23, 40, 320) == spec.input_shape and f.dtype == np.float32
+
+
+def test_sinusoid_power_peaks_at_its_frequency():
+    spec = FeatureSpec(channels=["FP1-F7"])
+    t = np.arange(spec.n_samples) / spec.sfreq_hz
+    lp = CWTransform(spec).log_power(50 * np.sin(2 * np.pi * 6.0 * t)[None])
+    assert spec.freqs_hz[int(np.argmax(lp[0, :, 40:-40].mean(axis=1)))] == 6.0
+
+
+def test_seed_method_grid_is_reachable_by_configuration():
+    spec = FeatureSpec.seed_method_grid(channels=["FP1-F7"])
+    assert spec.input_shape == (1, 391, 1280) and spec.sfreq_hz == 128.0
+    assert CWTransform(spec)(np.zeros((1, 1280)) + 1.0).shape == (1, 391, 1280)
+
+
+def test_spec_survives_json_and_refuses_bad_fields(tmp_path):
+    spec = FeatureSpec(norm_mean=[0.0] * 40, norm_std=[1.0] * 40, notch_hz=50.0)
+    back = FeatureSpec.load(spec.save(tmp_path / "spec.json"))
+    assert back == spec
+    with pytest.raises(SpecError, match="unknown field"):
+        FeatureSpec.from_dict({**spec.to_dict(), "colour": "red"})
+    with pytest.raises(SpecError, match="time_decimation 7 must divide"):
+        FeatureSpec(time_decimation=7).validate()
+    with pytest.raises(SpecError, match="'norm_mean' has 3 values"):
+        FeatureSpec(norm_mean=[0, 0, 0], norm_std=[1, 1, 1]).validate()
+
+
+def test_nan_windows_are_refused_not_scored():
+    spec = FeatureSpec(channels=["FP1-F7"])
+    x = np.zeros((1, spec.n_samples))
+    x[0, 100] = np.nan
+    with pytest.raises(SpecError, match="NaN"):
+        CWTransform(spec)(x)
+
+
+def test_band_masks_cover_1_to_40_hz_once():
+    masks = FeatureSpec().band_slices()
+    total = sum(m.astype(int) for m in masks.values())
+    assert np.all(total == 1)
+    assert list(masks) == ["delta", "theta", "alpha", "beta", "gamma"]
+
+
+def test_filter_and_resampler_give_the_same_samples_in_chunks_as_at_once():
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 30, (4, 160 * 20)) + 200.0  # with a DC offset
+    whole_f = StreamingFilter(4, 160.0, (0.5, 40.0), 50.0).filter(x)
+    f = StreamingFilter(4, 160.0, (0.5, 40.0), 50.0)
+    chunked = np.concatenate([f.filter(x[:, i:i + 37]) for i in range(0, x.shape[1], 37)], axis=1)
+    np.testing.assert_allclose(chunked, whole_f, atol=1e-9)
+    assert abs(whole_f[:, 160:].mean()) < 5  # DC removed without a start-up ring
+    whole_r = StreamingResampler(4, 160.0, 256.0).process(x)
+    r = StreamingResampler(4, 160.0, 256.0)
+    chunked_r = np.concatenate([r.process(x[:, i:i + 50]) for i in range(0, x.shape[1], 50)], axis=1)
+    assert whole_r.shape == (4, 256 * 20)
+    np.testing.assert_allclose(chunked_r, whole_r, atol=1e-9)
+
+
+def test_windows_carry_seizure_overlap_and_use_a_smaller_hop_near_seizures():
+    from runtime.annotations import Seizure
+    sz = [Seizure(30.0, 45.0, "r.edf", "p", "r#1")]
+    w = make_windows(100.0, sz, window_s=10, hop_s=10, seizure_hop_s=1, recording="r.edf", patient="p")
+    by_start = {x.start_s: x for x in w}
+    assert by_start[30.0].label == 1.0 and by_start[30.0].seizure_id == "r#1"
+    assert by_start[0.0].label == 0.0
+    assert by_start[25.0].label == pytest.approx(0.5)
+    assert 21.0 in by_start and 22.0 in by_start  # 1-s hop around the seizure
+    assert all(x.end_s <= 100 for x in w)
