@@ -64,7 +64,7 @@ class Monitor:
                  lsl_outputs: bool = True, console: bool = True, resolve_timeout_s: float = 10.0,
                  baseline_lookback_s: float = 60.0, gap_tolerance_s: float = 0.25, stale_s: float = 2.0,
                  max_bad_channels: int = 2, saturation_uv: float = 3000.0, flat_uv: float = 0.5,
-                 threads: int | None = None):
+                 threads: int | None = None, output_name: str = "ictal"):
         self.scorer = Scorer(model, threads=threads)
         self.spec = self.scorer.spec
         self.hop_s = hop_s
@@ -76,7 +76,7 @@ class Monitor:
         self.explain_dir = Path(explain_dir) if explain_dir else None
         self.gradcam_checkpoint = gradcam_checkpoint
         self._gradcam = None
-        self.outputs = LslOutputs() if lsl_outputs else None
+        self.outputs = LslOutputs(output_name) if lsl_outputs else None
         self.console = ConsoleStatus() if console else None
         self.source = LslSource(stream_name, stream_type, resolve_timeout_s)
         self.lookback = int(baseline_lookback_s * self.spec.sfreq_hz)
@@ -320,7 +320,7 @@ class Monitor:
             now = time.monotonic()
             if duration_s is not None and now - start >= duration_s:
                 break
-            if idle_exit_s is not None and now - self.last_data_wall >= idle_exit_s:
+            if idle_exit_s is not None and now - max(self.last_data_wall, start) >= idle_exit_s:
                 break
             if not got:
                 time.sleep(poll_s)

@@ -1,0 +1,193 @@
+"""The monitor over real LSL on loopback, fed by the replay of real and synthetic EDF files."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from runtime.errors import ChannelMismatch, StreamError
+from runtime.monitor import Monitor
+from stream_sim.replay import Faults, Replay
+from stream_sim.synthetic import synthetic_recording
+
+from conftest import REPO, unique_stream_name
+
+SPEED = 20.0
+
+
+def _run(model, rec, tmp_path, *, faults=None, speed=SPEED, **kw):
+    name = unique_stream_name()
+    replay = Replay(rec, speed=speed, name=name, faults=faults).start()
+    mon = Monitor(model, stream_name=name, log_path=tmp_path / "log.jsonl", console=False,
+                  output_name=unique_stream_name("ictal-out"), **kw)
+    mon.connect()
+    try:
+        mon.run(idle_exit_s=2.0, duration_s=120)
+    finally:
+        replay.stop()
+        mon.disconnect()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    return mon, replay, log
+
+
+def test_alert_opens_within_15_s_of_onset_and_closes_after_the_seizure(tiny_model, tmp_path):
+    onset, end = 60.0, 100.0
+    rec = synthetic_recording(150, [(onset, end)], seed=901, name="sz")
+    mon, replay, log = _run(tiny_model["onnx"], rec, tmp_path, explain_dir=tmp_path / "expl")
+    t0 = replay.t0
+    onsets = [e for e in log if e["event"] == "alert_onset"]
+    offsets = [e for e in log if e["event"] == "alert_offset"]
+    assert len(onsets) == 1, [round(e["p"], 2) for e in log if e["event"] == "score"]
+    assert onset <= onsets[0]["t_lsl"] - t0 <= onset + 15
+    assert offsets and offsets[0]["t_lsl"] - t0 > end
+    scores = [e for e in log if e["event"] == "score"]
+    assert len(scores) == pytest.approx((150 - 10) / 1.0 + 1, abs=2)  # one window per 1-s hop, none dropped
+    expl = onsets[0]
+    assert set(expl["region_importance"]) == {"frontal", "central", "parietal-occipital", "left temporal",
+                                              "right temporal"}
+    assert len(expl["channel_importance"]) == 23 and expl["baseline"]["kind"] == "quietest preceding window"
+    assert expl["baseline"]["t_end"] < onset + t0
+    assert (tmp_path / "expl" / "alert_001.png").stat().st_size > 10_000
+
+
+def test_seizure_free_recording_raises_no_alert(tiny_model, tmp_path):
+    rec = synthetic_recording(120, [], seed=902, name="calm")
+    mon, _, log = _run(tiny_model["onnx"], rec, tmp_path)
+    assert not [e for e in log if e["event"].startswith("alert")]
+    assert mon.n_scored >= 100
+
+
+def test_outlet_killed_and_restarted_logs_the_gap_and_keeps_scoring(tiny_model, tmp_path):
+    import pylsl
+
+    rec = synthetic_recording(80, [], seed=903, name="gap")
+    name, sid = unique_stream_name(), "ictal-test-restart"
+    t0 = pylsl.local_clock() + 0.5
+    first = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0, markers=False).start()
+    mon = Monitor(tiny_model["onnx"], stream_name=name, log_path=tmp_path / "log.jsonl", console=False,
+                  lsl_outputs=False)
+    mon.connect()
+    second = None
+    try:
+        deadline = time.monotonic() + 30
+        while first.pushed < 30 * rec.sfreq_hz and time.monotonic() < deadline:
+            mon.step()
+            time.sleep(0.005)
+        first.stop()  # the outlet goes away mid-stream
+        pause = time.monotonic() + 1.5
+        while time.monotonic() < pause:
+            mon.step()
+            time.sleep(0.01)
+        second = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0, start_s=50.0, markers=False).start()
+        mon.run(idle_exit_s=8.0, duration_s=60)
+    finally:
+        first.stop()
+        if second:
+            second.stop()
+        mon.disconnect()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    gaps = [e for e in log if e["event"] == "gap"]
+    assert len(gaps) == 1
+    g0, g1 = gaps[0]["from_t_lsl"], gaps[0]["to_t_lsl"]
+    # samples in flight while the outlet dies or the inlet reconnects are lost; the gap says so
+    assert 10 < g0 - t0 < 40 and 50.0 <= g1 - t0 < 75
+    scores = [e["t_lsl"] for e in log if e["event"] == "score"]
+    assert any(t >= g1 + 10 for t in scores), "scoring resumed after the gap"
+    assert all(t <= g0 + 1e-6 or t - 10 >= g1 - 1e-3 for t in scores), "no window spans the gap"
+
+
+def test_nan_burst_windows_are_rejected_not_scored(tiny_model, tmp_path):
+    rec = synthetic_recording(60, [], seed=904, name="nan")
+    mon, replay, log = _run(tiny_model["onnx"], rec, tmp_path, faults=Faults(nan_bursts=[(30.0, 2.0)]))
+    rejected = [e for e in log if e["event"] == "window_rejected"]
+    assert rejected and all(e["reason"] == "non-finite samples" for e in rejected)
+    assert all(30.0 <= e["t_lsl"] - replay.t0 <= 42.5 for e in rejected)
+    assert any(e["t_lsl"] - replay.t0 > 45 for e in log if e["event"] == "score")
+
+
+def test_flat_channel_is_zero_filled_and_flagged(tiny_model, tmp_path):
+    rec = synthetic_recording(40, [], seed=905, name="flat")
+    _, _, log = _run(tiny_model["onnx"], rec, tmp_path, faults=Faults(flat_channels=["CZ-PZ"]))
+    scores = [e for e in log if e["event"] == "score"]
+    assert scores and all(e["quality"] == "degraded" and e["zero_filled"] == ["CZ-PZ"] for e in scores)
+
+
+def test_stream_missing_channels_is_refused_with_a_clear_message(tiny_model):
+    rec = synthetic_recording(30, [], seed=906, labels=["FP1", "F7", "T7", "P7", "O1"], name="ref5")
+    name = unique_stream_name()
+    replay = Replay(rec, speed=SPEED, name=name).start()
+    try:
+        mon = Monitor(tiny_model["onnx"], stream_name=name, log_path="/dev/null", console=False, lsl_outputs=False)
+        with pytest.raises(ChannelMismatch, match=rf"stream '{name}' lacks .*FP2.*--allow-missing"):
+            mon.connect()
+    finally:
+        replay.stop()
+
+
+def test_no_stream_found_is_a_clear_error(tiny_model):
+    mon = Monitor(tiny_model["onnx"], stream_name="no-such-stream-xyz", log_path="/dev/null", console=False,
+                  lsl_outputs=False, resolve_timeout_s=0.5)
+    with pytest.raises(StreamError, match="no LSL stream with name 'no-such-stream-xyz' found within 0.5 s"):
+        mon.connect()
+
+
+def test_referential_160_hz_stream_is_derived_and_resampled(tiny_model, eegmmidb_dir, tmp_path):
+    from runtime.edf import read_edf
+
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R02.edf")
+    mon, _, log = _run(tiny_model["onnx"], rec, tmp_path, allow_missing=3)
+    conn = next(e for e in log if e["event"] == "connected")
+    assert conn["sfreq_hz"] == 160.0 and conn["montage"]["FP1-F7"] == "derived FP1-F7"
+    assert conn["montage"]["T7-FT9"] == "missing (zero-filled)"
+    assert mon.n_scored == pytest.approx(rec.duration_s - 10 + 1, abs=2)
+
+
+def test_log_survives_the_monitor_being_killed(tiny_model, tmp_path):
+    rec = synthetic_recording(200, [], seed=907, name="kill")
+    name = unique_stream_name()
+    replay = Replay(rec, speed=5.0, name=name).start()
+    log = tmp_path / "killed.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "monitor", "--model", str(tiny_model["onnx"]),
+                             "--stream", name, "--log", str(log), "--no-lsl-out", "--duration", "60"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            if log.exists() and log.read_text().count('"score"') >= 5:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        replay.stop()
+    lines = log.read_text().splitlines()
+    records = [json.loads(line) for line in lines]  # every line is complete JSON
+    assert sum(r["event"] == "score" for r in records) >= 5
+
+
+def test_lsl_outputs_publish_scores_and_alert_markers(tiny_model, tmp_path):
+    import pylsl
+
+    rec = synthetic_recording(110, [(40.0, 80.0)], seed=908, name="out")
+    name, out = unique_stream_name(), unique_stream_name("ictal-out")
+    replay = Replay(rec, speed=SPEED, name=name).start()
+    mon = Monitor(tiny_model["onnx"], stream_name=name, log_path=tmp_path / "l.jsonl", console=False,
+                  output_name=out)
+    scores_in = pylsl.StreamInlet(pylsl.resolve_byprop("name", f"{out}-scores", timeout=5)[0])
+    alerts_in = pylsl.StreamInlet(pylsl.resolve_byprop("name", f"{out}-alerts", timeout=5)[0])
+    scores_in.open_stream(5)
+    alerts_in.open_stream(5)
+    mon.connect()
+    try:
+        mon.run(idle_exit_s=2.0, duration_s=60)
+    finally:
+        replay.stop()
+        mon.disconnect()
+    vals, _ = scores_in.pull_chunk(timeout=1.0, max_samples=1000)
+    markers, _ = alerts_in.pull_chunk(timeout=1.0)
+    assert len(vals) >= 90 and all(0 <= v[0] <= 1 for v in vals)
+    payloads = [json.loads(m[0]) for m in markers]
+    assert payloads and payloads[0]["event"] == "onset" and payloads[0]["top_regions"]
