@@ -85,10 +85,14 @@ class Monitor:
         self.ring = RingBuffer(len(self.spec.channels), self.win * 2 + self.lookback + self.hop)
         self.explanations: list[dict] = []
         self.events: list[dict] = []
-        self.n_scored = self.n_rejected = self.n_gaps = 0
+        self.n_scored = self.n_rejected = self.n_gaps = self.n_received = 0
+        self._clock = None
 
     # ------------------------------------------------------------ connection
     def connect(self) -> "Monitor":
+        import pylsl
+
+        self._clock = pylsl.local_clock
         src = self.source.connect()
         try:
             self.montage = resolve_montage(src.labels, self.spec.channels, allow_missing=self.allow_missing,
@@ -114,8 +118,12 @@ class Monitor:
 
     def disconnect(self) -> None:
         self.source.disconnect()
+        import resource
+
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
         self._record({"event": "disconnected", "scored": self.n_scored, "rejected": self.n_rejected,
-                      "gaps": self.n_gaps})
+                      "gaps": self.n_gaps, "samples_received": self.n_received, "peak_rss_mb": round(peak_mb, 1),
+                      "torch_loaded": "torch" in __import__("sys").modules})
         self.log.close()
 
     # ------------------------------------------------------------ processing
@@ -152,6 +160,7 @@ class Monitor:
             self._record({"event": "stream_resumed", "t_lsl": float(ts[0])})
             self.stalled = False
         self.last_data_wall = now
+        self.n_received += len(ts)
         self._ingest(data, ts)
         return len(ts)
 
@@ -228,8 +237,11 @@ class Monitor:
         p = float(self.scorer.predict_proba(feats)[0])
         self.n_scored += 1
         event = self.alerts.update(t_end, p)
+        # age of the window's newest sample when its score is out: the end-to-end latency
+        # when the source stamps samples at capture time (LSL clock)
         rec = {"event": "score", "t_lsl": t_end, "p": round(p, 6), "alert": self.alerts.active,
-               "quality": "degraded" if bad_channels else "clean"}
+               "quality": "degraded" if bad_channels else "clean",
+               "latency_s": round(self._clock() - t_end, 4)}
         if bad_channels:
             rec["zero_filled"] = bad_channels
         self._record(rec)
