@@ -169,10 +169,27 @@ def _add_demo(sub):
     p.set_defaults(func=run)
 
 
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="latency of every stage and end to end over LSL; JSON + Markdown + plot")
+    p.add_argument("-o", "--output", default="bench_out")
+    p.add_argument("--model", help="ONNX model (default: the shipped one)")
+    p.add_argument("--checkpoint", help="torch checkpoint for the torch rows (default: the shipped one)")
+    p.add_argument("--repeats", type=int, default=50)
+    p.add_argument("--offline-minutes", type=float, default=30.0)
+    p.add_argument("--no-torch", action="store_true", help="skip Grad-CAM, torch eager and int8 rows")
+
+    def run(a):
+        from .bench import run_bench
+        run_bench(a.output, model=a.model, checkpoint=a.checkpoint, repeats=a.repeats,
+                  offline_min=a.offline_minutes, torch=not a.no_torch)
+        return 0
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictal", description="Interpretable seizure detection for scalp EEG")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_monitor, _add_replay, _add_simulate, _add_train, _add_evaluate, _add_export):
+    for add in (_add_demo, _add_monitor, _add_replay, _add_simulate, _add_train, _add_evaluate, _add_export, _add_bench):
         add(sub)
     return parser
 

@@ -86,3 +86,12 @@ def timeline_figure(t_s, p, threshold, seizures, alert_onsets_s, alert_offsets_s
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":  # python -m runtime.figures alert_001.json → alert_001.png
+    import json
+    import sys
+
+    for arg in sys.argv[1:]:
+        src = Path(arg)
+        alert_explanation_figure(json.loads(src.read_text()), src.with_suffix(".png"))

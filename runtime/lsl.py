@@ -33,7 +33,7 @@ class LslSource:
     """connect() → pull() (data (n_samples, n_channels), timestamps (n_samples,)) → disconnect()."""
 
     def __init__(self, name: str | None = None, stream_type: str = "EEG", timeout_s: float = 10.0,
-                 max_buffer_s: int = 360):
+                 max_buffer_s: int = 60):
         self.name, self.stream_type, self.timeout_s, self.max_buffer_s = name, stream_type, timeout_s, max_buffer_s
         self.inlet = None
 
@@ -44,6 +44,7 @@ class LslSource:
         # recover=True: pylsl re-resolves a stream with the same source_id when it comes back
         self.inlet = pylsl.StreamInlet(info, max_buflen=self.max_buffer_s, recover=True)
         full = self.inlet.info(timeout=self.timeout_s)
+        self.inlet.open_stream(timeout=self.timeout_s)  # subscribe now: samples from here on are ours
         self.stream_name = full.name()
         self.sfreq_hz = full.nominal_srate()
         self.n_channels = full.channel_count()

@@ -7,6 +7,8 @@ Torch is imported only when Grad-CAM is asked for (a checkpoint is given).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -87,6 +89,7 @@ class Monitor:
         self.events: list[dict] = []
         self.n_scored = self.n_rejected = self.n_gaps = self.n_received = 0
         self._clock = None
+        self._figure_jobs: list[subprocess.Popen] = []
 
     # ------------------------------------------------------------ connection
     def connect(self) -> "Monitor":
@@ -108,6 +111,10 @@ class Monitor:
         self.last_data_wall = time.monotonic()
         self.stalled = False
         self.since_score = 0
+        if self.gradcam_checkpoint and self._gradcam is None:
+            from models.explain import GradCAMExplainer  # imports torch: only when Grad-CAM is asked for
+
+            self._gradcam = GradCAMExplainer.from_checkpoint(self.gradcam_checkpoint)
         self._record({"event": "connected", "stream": src.stream_name, "sfreq_hz": src.sfreq_hz,
                       "channels": src.labels, "montage": dict(zip(unique_labels(self.spec.channels), self.montage.how)),
                       "model": self.scorer.name, "threshold": self.scorer.threshold, "hop_s": self.hop_s})
@@ -117,6 +124,11 @@ class Monitor:
         return self
 
     def disconnect(self) -> None:
+        for job in self._figure_jobs:  # let explanation figures finish
+            try:
+                job.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                job.kill()
         self.source.disconnect()
         import resource
 
@@ -305,22 +317,19 @@ class Monitor:
                 self.console.line(f"ALERT #{event.alert_id} closed at LSL t={event.t_lsl:.2f}")
 
     def _band_importance(self, feats: np.ndarray) -> dict[str, float]:
-        if self._gradcam is None:
-            from models.explain import GradCAMExplainer  # imports torch, on demand only
-
-            self._gradcam = GradCAMExplainer.from_checkpoint(self.gradcam_checkpoint)
         return self._gradcam.band_importance(feats)
 
     def _write_explanation(self, payload: dict, feats: np.ndarray) -> None:
         if not self.explain_dir:
             return
-        from .figures import alert_explanation_figure
-
         self.explain_dir.mkdir(parents=True, exist_ok=True)
         stem = self.explain_dir / f"alert_{payload['alert_id']:03d}"
-        stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
-        alert_explanation_figure(payload, stem.with_suffix(".png"))
         payload["files"] = [str(stem.with_suffix(".json")), str(stem.with_suffix(".png"))]
+        stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
+        # The PNG is drawn by a separate process: plotting must not stall scoring, and
+        # matplotlib would add ~30 MB to the monitor's footprint.
+        self._figure_jobs.append(subprocess.Popen([sys.executable, "-m", "runtime.figures",
+                                                   str(stem.with_suffix(".json"))]))
 
     # ------------------------------------------------------------ loop
     def run(self, duration_s: float | None = None, idle_exit_s: float | None = None,

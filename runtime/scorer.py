@@ -30,7 +30,7 @@ class Scorer:
     """
 
     def __init__(self, path: str | Path, *, expected_sha256: str | None = None, threads: int | None = None,
-                 max_batch: int = 64):
+                 max_batch: int = 64):  # > 1 + n_channels, so occlusion stays one call
         import onnxruntime as ort
 
         self.path = Path(path)
@@ -41,6 +41,7 @@ class Scorer:
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
+        opts.enable_cpu_mem_arena = False  # the arena would keep the occlusion batch's peak for good
         try:
             # CPU only, explicitly: never fall back silently to another device
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
@@ -66,14 +67,14 @@ class Scorer:
         self.transform = CWTransform(self.spec)
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
+        x = np.asarray(x, dtype=np.float32)  # no copy when already float32
         if x.ndim == 3:
             x = x[None]
         if x.shape[1:] != self.spec.input_shape:
             raise SpecError(f"input windows have shape {x.shape[1:]}, the model expects {self.spec.input_shape}")
         if not np.all(np.isfinite(x)):
             raise SpecError("input contains NaN/inf; refusing to score")
-        out = [self.session.run(None, {self.input_name: x[i:i + self.max_batch]})[0].reshape(-1)
+        out = [self.session.run(None, {self.input_name: np.ascontiguousarray(x[i:i + self.max_batch])})[0].reshape(-1)
                for i in range(0, len(x), self.max_batch)]
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 

@@ -44,7 +44,8 @@ class Replay:
 
     def __init__(self, recording: Recording | str | Path, *, speed: float = 1.0, loop: bool = False,
                  name: str = "ictal-replay", source_id: str | None = None, chunk_s: float = 1 / 32,
-                 faults: Faults | None = None, start_s: float = 0.0, markers: bool = True, t0: float | None = None):
+                 faults: Faults | None = None, start_s: float = 0.0, markers: bool = True, t0: float | None = None,
+                 wait_for_consumer_s: float = 5.0):
         self.rec = recording if isinstance(recording, Recording) else recording_with_seizures(recording)
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
@@ -55,6 +56,7 @@ class Replay:
         self.start_sample = int(round(start_s * self.rec.sfreq_hz))
         self.with_markers = markers
         self.t0 = t0
+        self.wait_for_consumer_s = wait_for_consumer_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.pushed = 0  # samples pushed
@@ -108,7 +110,9 @@ class Replay:
         for a in self.rec.annotations:
             if is_seizure_text(a.text):
                 seizure_marks += [(a.onset_s, f"seizure-onset {a.text}"), (a.onset_s + a.duration_s, "seizure-offset")]
-        time.sleep(0.2)  # let inlets find the outlet before the first sample
+        # a monitor that subscribes late would miss the first samples: wait for one (bounded)
+        if self.wait_for_consumer_s:
+            eeg.wait_for_consumers(self.wait_for_consumer_s)
         t0 = self.t0 if self.t0 is not None else pylsl.local_clock()
         self.t0 = t0
         wall0 = time.perf_counter()
