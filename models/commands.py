@@ -29,7 +29,8 @@ def load_training_windows(data: str, negatives: list[str], spec: FeatureSpec, *,
 
 def train_main(args) -> int:
     spec = FeatureSpec.load(args.spec) if args.spec else FeatureSpec()
-    cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size)
+    cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
+                      balance=args.balance)
     ws = load_training_windows(args.data, args.negatives or [], spec,
                                allow_missing_negatives=args.allow_missing_negatives,
                                seizure_hop_s=args.seizure_hop, negative_hop_s=args.hop)
@@ -63,6 +64,7 @@ def train_main(args) -> int:
         Path(out.with_suffix(".cv.json")).write_text(json.dumps(cv, indent=2, default=float) + "\n")
         for name, res in cv.items():
             w, e = res["pooled"]["window"], res["pooled"]["event"]
+            print(f"{name}: specificity by data set {json.dumps(w['specificity_by_source'])}")
             print(f"{name}: window sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} "
                   f"F1 {w['f1']:.3f} | events {e['detected']}/{e['n_events']} FA/24h {e['false_alarms_per_24h']:.1f} "
                   f"median latency {e['latency_median_s']:.1f} s")

@@ -103,6 +103,12 @@ def summarise(ws: WindowSet, p: np.ndarray, threshold) -> dict:
     wm = window_metrics(binary_target(ws.label[keep]), p[keep], thr[keep])
     wm["threshold"] = float(np.mean(thr)) if np.ndim(threshold) else float(threshold)
     wm["n_ambiguous_windows_excluded"] = int((~keep).sum())
+    # specificity per data set: hours of healthy EEG must not hide the seizure patients' own negatives
+    src = np.asarray(ws.source)
+    neg = keep & (ws.label == 0)
+    wm["specificity_by_source"] = {s: {"n_negative_windows": int((neg & (src == s)).sum()),
+                                       "specificity": float(np.mean(p[neg & (src == s)] < thr[neg & (src == s)]))}
+                                   for s in sorted(set(src[neg]))}
     return {"window": wm, "event": event_counts(ws, p, thr).summary()}
 
 

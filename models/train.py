@@ -41,6 +41,9 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.7, 1.4)
     channel_dropout: float = 0.1
     ft_dropout: float = 0.5  # zero FT9/FT10 derivations together: data sets without them exist
+    # "class": positives weighted up to the negatives; "source-class": every (data set, class) cell
+    # weighs the same, so a few seizure-patient negatives count as much as hours of healthy EEG
+    balance: str = "source-class"
 
 
 def seed_everything(seed: int) -> None:
@@ -64,6 +67,14 @@ def unambiguous(label: np.ndarray) -> np.ndarray:
     """Windows that are clearly seizure (≥ 50 %) or clearly not (0 %)."""
     label = np.asarray(label)
     return (label == 0) | (label >= 0.5)
+
+
+def sample_weights(y: np.ndarray, source: np.ndarray | None = None) -> np.ndarray:
+    """Per-window loss weights (mean 1): each class, or each (source, class) cell, weighs the same in total."""
+    cells = np.array([f"{s}|{int(v)}" for s, v in zip(source, y)]) if source is not None else y.astype(int).astype(str)
+    names, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return (w * len(w) / w.sum()).astype(np.float32)
 
 
 class Augmenter:
@@ -119,6 +130,7 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     rng = np.random.default_rng(cfg.seed)
     keep = unambiguous(train.label)
     xtr, ytr = train.x[keep], binary_target(train.label[keep])
+    src = np.asarray(train.source)[keep]
     vkeep = unambiguous(val.label)
     xva, yva = val.x[vkeep], binary_target(val.label[vkeep])
     if ytr.sum() == 0 or ytr.sum() == len(ytr):
@@ -129,7 +141,11 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     model = CWTResNet(len(spec.channels), cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     pos_weight = torch.tensor((len(ytr) - ytr.sum()) / ytr.sum())
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+    weights = sample_weights(ytr, src if cfg.balance == "source-class" else None)
+    bce = nn.BCEWithLogitsLoss(reduction="none")
+
+    def loss_fn(logits, target, idx):
+        return (bce(logits, target) * torch.as_tensor(weights[idx])).mean()
     val_loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     augment = Augmenter(spec, cfg, rng)
     best = (math.inf, None, 0)
@@ -146,7 +162,7 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
             if len(idx) < 2:
                 continue  # BatchNorm needs two samples
             xb = norm(augment(xtr[idx]))
-            loss = loss_fn(model(xb), torch.as_tensor(ytr[idx]))
+            loss = loss_fn(model(xb), torch.as_tensor(ytr[idx]), idx)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -24,6 +24,8 @@ def _add_train(sub):
     p.add_argument("--hop", type=float, default=10.0, help="window hop outside seizures, s")
     p.add_argument("--seizure-hop", type=float, default=1.0, help="window hop around seizures, s")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--balance", default="source-class", choices=["source-class", "class"],
+                   help="loss weighting: every (data set, class) cell equal, or classes only")
 
     def run(a):
         from models.commands import train_main
@@ -186,10 +188,61 @@ def _add_bench(sub):
     p.set_defaults(func=run)
 
 
+def _add_explain(sub):
+    p = sub.add_parser("explain", help="band x region interpretation of EDF segments, or of all seizures "
+                                       "of a data set (--global) ([train] extra)")
+    p.add_argument("model", help="checkpoint .pt (Grad-CAM needs the torch model)")
+    p.add_argument("target", help="an EDF file, or with --global a labelled data directory")
+    p.add_argument("--start", type=float, default=0.0, help="seconds")
+    p.add_argument("--end", type=float, default=float("inf"), help="seconds")
+    p.add_argument("--global", dest="global_", action="store_true", help="mean matrix over all seizures")
+    p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"],
+                   help="Grad-CAM target: layer4 (the method's last residual block) or an earlier, finer one")
+    p.add_argument("--allow-missing", type=int, default=0)
+    p.add_argument("-o", "--output", default="explanation")
+
+    def run(a):
+        from models.interpret import Interpreter, global_interpretation, write_explanation
+        interp = Interpreter(a.model, a.cam_layer)
+        if a.global_:
+            doc = global_interpretation(interp, a.target, a.output, a.allow_missing)
+            print(f"wrote {a.output}/global_interpretation.json and .png ({doc['n_seizures']} seizures)")
+            return 0
+        rec, data, seizures, segs = interp.explain_file(a.target, a.start, a.end, a.allow_missing)
+        write_explanation(interp, a.target, rec, data, seizures, segs, a.output)
+        for s in segs:
+            d = s.to_json(interp.spec.channels)
+            print(f"{s.start_s:7.1f}-{s.end_s:7.1f} s  p={s.p:.3f}  band {d['dominant_band']:<5}  "
+                  f"region {d['dominant_region']}")
+        print(f"wrote {a.output}/explanation.json, explanation_maps.npz, matrices.png, local_interpretation.png")
+        return 0
+    p.set_defaults(func=run)
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="XAI & metrics report (report.md + figures) ([train] extra)")
+    p.add_argument("model", help="checkpoint .pt")
+    p.add_argument("data", help="labelled EDF directory")
+    p.add_argument("-o", "--output", default="report")
+    p.add_argument("--examples", type=int, default=2, help="true positives and true negatives each")
+    p.add_argument("--hop", type=float, default=5.0)
+    p.add_argument("--allow-missing", type=int, default=0)
+    p.add_argument("--llm", action="store_true",
+                   help="rewrite summaries via ICTAL_LLM_URL/ICTAL_LLM_API_KEY/ICTAL_LLM_MODEL (off by default)")
+
+    def run(a):
+        from models.report import write_report
+        path = write_report(a.model, a.data, a.output, n_examples=a.examples, use_llm=a.llm, hop_s=a.hop,
+                            allow_missing=a.allow_missing)
+        print(f"wrote {path}")
+        return 0
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictal", description="Interpretable seizure detection for scalp EEG")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_monitor, _add_replay, _add_simulate, _add_train, _add_evaluate, _add_export, _add_bench):
+    for add in (_add_demo, _add_monitor, _add_replay, _add_simulate, _add_train, _add_evaluate, _add_export, _add_bench, _add_explain, _add_report):
         add(sub)
     return parser
 

@@ -19,7 +19,8 @@ REGION_LABELS = ["frontal", "central", "parietal-\noccipital", "left\ntemporal",
 def draw_matrix(ax, matrix: np.ndarray, title: str, vmax: float | None = None, cbar: bool = True):
     """A 5×5 band × region importance matrix with labelled axes and a colour bar."""
     im = ax.imshow(matrix, cmap="magma_r", vmin=0, vmax=vmax or max(float(np.max(matrix)), 1e-12), aspect="auto")
-    ax.set_xticks(range(len(REGIONS)), REGION_LABELS, fontsize=7)
+    ax.set_xticks(range(len(REGIONS)), REGION_LABELS, fontsize=7, rotation=35, ha="right",
+                  rotation_mode="anchor")
     ax.set_yticks(range(len(BAND_LABELS)), BAND_LABELS, fontsize=7)
     ax.set_title(title, fontsize=8)
     for i in range(matrix.shape[0]):
