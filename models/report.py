@@ -53,8 +53,11 @@ def plain_summary(fti: np.ndarray, spec, ri: dict, p: float, threshold: float, s
     top = sorted(ri, key=ri.get, reverse=True)
     if ri[top[0]] > 0:
         text.append(f"Replacing channels with quiet baseline EEG changed p most in the {top[0]} region "
-                    f"(mean |Δp| {ri[top[0]]:.3f}), then {top[1]} ({ri[top[1]]:.3f}); "
-                    f"least in {top[-1]} ({ri[top[-1]]:.3f}).")
+                    f"(mean |Δp| {ri[top[0]]:.2g}), then {top[1]} ({ri[top[1]]:.2g}); "
+                    f"least in {top[-1]} ({ri[top[-1]]:.2g}).")
+        if p > 0.99 and ri[top[0]] < 1e-3:
+            text.append("The score is saturated: no single region is needed to reach it, so the region "
+                        "ranking is weak evidence.")
     else:
         text.append("No single channel's occlusion changed p: the evidence is spread over the scalp "
                     "(or the score is saturated).")
@@ -161,7 +164,7 @@ def example_figures(interp: Interpreter, x_log: np.ndarray, eeg: np.ndarray, out
     ax[2].set_yticks(np.arange(len(per_ch)), spec.channels, fontsize=5)
     ax[2].invert_yaxis()
     ax[2].axvline(0, color="black", lw=0.5)
-    ax[2].set_xlabel("attribution per channel (logit): red toward seizure, blue toward non-seizure")
+    ax[2].set_xlabel("logit attribution: red → seizure, blue → non-seizure")
     ax[2].set_title("Integrated Gradients per channel", fontsize=8)
     files["ig"] = _save(fig, out / f"{stem}_ig.png")
     maps["ig_sum"] = float(attr.sum())
@@ -193,10 +196,11 @@ def _table(rows: list[tuple[str, dict]]) -> list[str]:
 
 
 def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, n_examples: int = 2,
-                 use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, log=print) -> Path:
+                 use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, cam_layer: str = "layer4",
+                 log=print) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    interp = Interpreter(checkpoint)
+    interp = Interpreter(checkpoint, cam_layer)
     spec, thr = interp.spec, interp.threshold
     ws = build_windows(data, spec, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing, log=log)
     p = predict_proba(interp.model, spec, ws.x)
@@ -252,7 +256,9 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
             eeg = cond[:, a:a + spec.n_samples]
             stem = f"ex{n_done + 1:02d}_{kind.replace(' ', '_')}"
             ex = example_figures(interp, None, eeg, out, stem)
-            seg = interp.explain_segments(cond, [w.start_s], [])[0]
+            from runtime.annotations import Seizure
+            szs = [Seizure(a_, b_, w.recording) for a_, b_ in ws.recordings[w.recording][1]]
+            seg = interp.explain_segments(cond, [w.start_s], szs)[0]
             summary = plain_summary(ex["maps"]["gradcam"], spec, seg.ri, float(p[i]), thr)
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
             md += [f"### Example {n_done + 1}: {kind}", "",

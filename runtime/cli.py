@@ -227,13 +227,14 @@ def _add_report(sub):
     p.add_argument("--examples", type=int, default=2, help="true positives and true negatives each")
     p.add_argument("--hop", type=float, default=5.0)
     p.add_argument("--allow-missing", type=int, default=0)
+    p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"])
     p.add_argument("--llm", action="store_true",
                    help="rewrite summaries via ICTAL_LLM_URL/ICTAL_LLM_API_KEY/ICTAL_LLM_MODEL (off by default)")
 
     def run(a):
         from models.report import write_report
         path = write_report(a.model, a.data, a.output, n_examples=a.examples, use_llm=a.llm, hop_s=a.hop,
-                            allow_missing=a.allow_missing)
+                            allow_missing=a.allow_missing, cam_layer=a.cam_layer)
         print(f"wrote {path}")
         return 0
     p.set_defaults(func=run)
