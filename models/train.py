@@ -41,9 +41,10 @@ class TrainConfig:
     scale_range: tuple[float, float] = (0.7, 1.4)
     channel_dropout: float = 0.1
     ft_dropout: float = 0.5  # zero FT9/FT10 derivations together: data sets without them exist
-    # "class": positives weighted up to the negatives; "source-class": every (data set, class) cell
-    # weighs the same, so a few seizure-patient negatives count as much as hours of healthy EEG
-    balance: str = "source-class"
+    # "class": positives weighted up to the negatives (the shipped model); "source-class": every
+    # (data set, class) cell weighs the same, so a few seizure-patient negatives count as much as
+    # hours of healthy EEG (tried: see MODEL_CARD.md)
+    balance: str = "class"
 
 
 def seed_everything(seed: int) -> None:
@@ -141,11 +142,17 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     model = CWTResNet(len(spec.channels), cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     pos_weight = torch.tensor((len(ytr) - ytr.sum()) / ytr.sum())
-    weights = sample_weights(ytr, src if cfg.balance == "source-class" else None)
-    bce = nn.BCEWithLogitsLoss(reduction="none")
+    if cfg.balance == "source-class":
+        weights = sample_weights(ytr, src)
+        bce = nn.BCEWithLogitsLoss(reduction="none")
 
-    def loss_fn(logits, target, idx):
-        return (bce(logits, target) * torch.as_tensor(weights[idx])).mean()
+        def loss_fn(logits, target, idx):
+            return (bce(logits, target) * torch.as_tensor(weights[idx])).mean()
+    else:
+        class_bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+        def loss_fn(logits, target, idx):
+            return class_bce(logits, target)
     val_loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     augment = Augmenter(spec, cfg, rng)
     best = (math.inf, None, 0)

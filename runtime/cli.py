@@ -24,7 +24,7 @@ def _add_train(sub):
     p.add_argument("--hop", type=float, default=10.0, help="window hop outside seizures, s")
     p.add_argument("--seizure-hop", type=float, default=1.0, help="window hop around seizures, s")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--balance", default="source-class", choices=["source-class", "class"],
+    p.add_argument("--balance", default="class", choices=["class", "source-class"],
                    help="loss weighting: every (data set, class) cell equal, or classes only")
 
     def run(a):
