@@ -332,7 +332,7 @@ def _plot(result: dict, path: Path) -> None:
     ax.axvline(30, ls="--", color="#d95f02", lw=1, label="30 ms per-hop target")
     ax.axvline(300, ls=":", color="#d95f02", lw=1, label="300 ms occlusion target")
     ax.invert_yaxis()
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper right")  # the top rows are the short ones
     ax.set_title(f"ictal stage latencies on {result['machine']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
