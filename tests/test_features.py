@@ -90,3 +90,33 @@ def test_windows_carry_seizure_overlap_and_use_a_smaller_hop_near_seizures():
     assert by_start[25.0].label == pytest.approx(0.5)
     assert 21.0 in by_start and 22.0 in by_start  # 1-s hop around the seizure
     assert all(x.end_s <= 100 for x in w)
+
+
+def test_numpy_dsp_matches_scipy_signal():
+    from scipy import signal
+
+    from runtime.dsp import SosFilter, butter_bandpass_sos, kaiser_lowpass, notch_sos, sos_steady_state
+    fs = 256.0
+    ours = np.vstack([butter_bandpass_sos(4, 0.5, 40.0, fs), notch_sos(50.0, 30.0, fs)])
+    b, a = signal.iirnotch(50.0, 30.0, fs)
+    ref = np.vstack([signal.butter(4, [0.5, 40.0], btype="bandpass", fs=fs, output="sos"), signal.tf2sos(b, a)])
+    _, h_ours = signal.sosfreqz(ours, 4096, fs=fs)
+    _, h_ref = signal.sosfreqz(ref, 4096, fs=fs)
+    assert np.abs(h_ours - h_ref).max() < 1e-9
+    np.testing.assert_allclose(sos_steady_state(ref), signal.sosfilt_zi(ref), atol=1e-12)
+    x = np.random.default_rng(3).normal(0, 30, (5, 3000)) + 80
+    zi = sos_steady_state(ref)[:, None, :] * x[:, :1][None]
+    y_ref, z_ref = signal.sosfilt(ref, x, axis=-1, zi=zi)
+    y, z = SosFilter(ref).filter(x, zi)
+    np.testing.assert_allclose(y, y_ref, atol=1e-9)
+    np.testing.assert_allclose(z, z_ref, atol=1e-9)
+    np.testing.assert_allclose(kaiser_lowpass(161, 1 / 8), signal.firwin(161, 1 / 8, window=("kaiser", 5.0)),
+                               atol=1e-15)
+
+
+def test_runtime_does_not_import_scipy_signal():
+    import subprocess
+    import sys
+    code = "import sys, runtime.monitor, runtime.windows; print('scipy.signal' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
