@@ -191,3 +191,36 @@ def test_lsl_outputs_publish_scores_and_alert_markers(tiny_model, tmp_path):
     assert len(vals) >= 90 and all(0 <= v[0] <= 1 for v in vals)
     payloads = [json.loads(m[0]) for m in markers]
     assert payloads and payloads[0]["event"] == "onset" and payloads[0]["top_regions"]
+
+
+def test_clock_jumping_backwards_is_logged_and_the_buffer_restarts(tiny_model, tmp_path):
+    import pylsl
+
+    rec = synthetic_recording(60, [], seed=909, name="clock")
+    name, sid = unique_stream_name(), "ictal-test-clock"
+    t0 = pylsl.local_clock() + 0.5
+    first = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0, markers=False).start()
+    mon = Monitor(tiny_model["onnx"], stream_name=name, log_path=tmp_path / "log.jsonl", console=False,
+                  lsl_outputs=False)
+    mon.connect()
+    second = None
+    try:
+        deadline = time.monotonic() + 30
+        while first.pushed < 25 * rec.sfreq_hz and time.monotonic() < deadline:
+            mon.step()
+            time.sleep(0.005)
+        first.stop()
+        # the source comes back with its clock 100 s behind
+        second = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0 - 100, start_s=25.0,
+                        markers=False).start()
+        mon.run(idle_exit_s=8.0, duration_s=60)
+    finally:
+        first.stop()
+        if second:
+            second.stop()
+        mon.disconnect()
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    jumps = [e for e in log if e["event"] == "clock_jump"]
+    assert len(jumps) == 1 and jumps[0]["seconds"] < -50
+    after = [e["t_lsl"] for e in log if e["event"] == "score" and e["t_lsl"] < jumps[0]["from_t_lsl"] - 50]
+    assert after and min(after) - jumps[0]["to_t_lsl"] >= 10 - 1 / 256 - 1e-6  # a full new window first
