@@ -136,16 +136,16 @@ def relative(fi: dict[str, float]) -> dict[str, float]:
 class GradCAMExplainer:
     """Grad-CAM of a retained torch model, for the runtime's on-demand explanations."""
 
-    def __init__(self, model, spec: FeatureSpec):
+    def __init__(self, model, spec: FeatureSpec, cam_layer: str = "layer4"):
         self.model, self.spec = model, spec
-        self.cam = GradCAM(model, model.layer4)
+        self.cam = GradCAM(model, getattr(model, cam_layer))
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "GradCAMExplainer":
+    def from_checkpoint(cls, path: str | Path, cam_layer: str = "layer4") -> "GradCAMExplainer":
         from .train import load_checkpoint
 
         model, spec, _, _ = load_checkpoint(path)
-        return cls(model, spec)
+        return cls(model, spec, cam_layer)
 
     def fti(self, features: np.ndarray) -> np.ndarray:
         """Raw Grad-CAM map, shape (n_freqs, n_times), of one normalised feature window."""

@@ -85,6 +85,8 @@ def _add_monitor(sub):
     p.add_argument("--explain-dir", default="ictal-explanations", help="alert explanations (JSON + PNG)")
     p.add_argument("--gradcam", metavar="CHECKPOINT",
                    help="torch checkpoint for Grad-CAM band importance and the 5x5 matrix (imports torch)")
+    p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"],
+                   help="Grad-CAM target layer: layer4 (the method's) or a finer one")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--idle-exit", type=float, help="stop when no data arrived for this many seconds")
     p.add_argument("--no-lsl-out", action="store_true", help="do not publish alert/score LSL streams")
@@ -94,7 +96,7 @@ def _add_monitor(sub):
         mon = Monitor(a.model, stream_name=a.stream, stream_type=a.type, hop_s=a.hop, allow_missing=a.allow_missing,
                       k=a.k, n=a.n, quiet_s=a.quiet, refractory_s=a.refractory, log_path=a.log,
                       explain_dir=a.explain_dir, gradcam_checkpoint=a.gradcam, lsl_outputs=not a.no_lsl_out,
-                      resolve_timeout_s=a.timeout)
+                      resolve_timeout_s=a.timeout, cam_layer=a.cam_layer)
         mon.connect()
         try:
             mon.run(duration_s=a.duration, idle_exit_s=a.idle_exit)

@@ -66,7 +66,7 @@ class Monitor:
                  lsl_outputs: bool = True, console: bool = True, resolve_timeout_s: float = 10.0,
                  baseline_lookback_s: float = 60.0, gap_tolerance_s: float = 0.25, stale_s: float = 2.0,
                  max_bad_channels: int = 2, saturation_uv: float = 3000.0, flat_uv: float = 0.5,
-                 threads: int | None = None, output_name: str = "ictal"):
+                 threads: int | None = None, output_name: str = "ictal", cam_layer: str = "layer4"):
         self.scorer = Scorer(model, threads=threads)
         self.spec = self.scorer.spec
         self.hop_s = hop_s
@@ -77,6 +77,7 @@ class Monitor:
         self.log = JsonlLog(log_path)
         self.explain_dir = Path(explain_dir) if explain_dir else None
         self.gradcam_checkpoint = gradcam_checkpoint
+        self.cam_layer = cam_layer
         self._gradcam = None
         self.outputs = LslOutputs(output_name) if lsl_outputs else None
         self.console = ConsoleStatus() if console else None
@@ -114,7 +115,7 @@ class Monitor:
         if self.gradcam_checkpoint and self._gradcam is None:
             from models.explain import GradCAMExplainer  # imports torch: only when Grad-CAM is asked for
 
-            self._gradcam = GradCAMExplainer.from_checkpoint(self.gradcam_checkpoint)
+            self._gradcam = GradCAMExplainer.from_checkpoint(self.gradcam_checkpoint, self.cam_layer)
         self._record({"event": "connected", "stream": src.stream_name, "sfreq_hz": src.sfreq_hz,
                       "channels": src.labels, "montage": dict(zip(unique_labels(self.spec.channels), self.montage.how)),
                       "model": self.scorer.name, "threshold": self.scorer.threshold, "hop_s": self.hop_s})
