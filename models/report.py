@@ -112,7 +112,7 @@ def _save(fig, path):
     return path.name
 
 
-def example_figures(interp: Interpreter, x_log: np.ndarray, eeg: np.ndarray, out: Path, stem: str) -> dict:
+def example_figures(interp: Interpreter, eeg: np.ndarray, out: Path, stem: str) -> dict:
     """Triptych, Grad-CAM and Grad-CAM++ overlays and IG triptych of one window; returns file names + maps."""
     spec = interp.spec
     x = interp.transform.log_power(eeg)
@@ -255,7 +255,7 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
             a = int(round(w.start_s * spec.sfreq_hz))
             eeg = cond[:, a:a + spec.n_samples]
             stem = f"ex{n_done + 1:02d}_{kind.replace(' ', '_')}"
-            ex = example_figures(interp, None, eeg, out, stem)
+            ex = example_figures(interp, eeg, out, stem)
             from runtime.annotations import Seizure
             szs = [Seizure(a_, b_, w.recording) for a_, b_ in ws.recordings[w.recording][1]]
             seg = interp.explain_segments(cond, [w.start_s], szs)[0]

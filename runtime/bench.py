@@ -120,7 +120,6 @@ def stage_benchmarks(model: Path, clip: Path, repeats: int, checkpoint: Path | N
     feats = scorer.transform(window)
     rows["ONNX score, batch 1"] = _time(lambda: scorer.predict_proba(feats), repeats)
     rows["features + score per hop"] = _time(lambda: scorer.predict_proba(scorer.transform(window)), repeats)
-    base = scorer.transform(data[:, :spec.n_samples])
     rows[f"occlusion explanation ({len(spec.channels)} channels, one batch)"] = _time(
         lambda: channel_importance(scorer, feats, scorer.transform(data[:, :spec.n_samples])), max(5, repeats // 4))
     tmp = Path(tempfile.mkdtemp())

@@ -29,7 +29,7 @@ def butter_bandpass_sos(order: int, low_hz: float, high_hz: float, fs_hz: float)
     p_bp = np.concatenate([p_lp + np.sqrt(p_lp ** 2 - wo ** 2), p_lp - np.sqrt(p_lp ** 2 - wo ** 2)])
     k = bw ** order
     fs2 = 4.0
-    z_d = np.concatenate([np.ones(order), -np.ones(order)])  # zeros at 0 → +1, at ∞ → −1
+    # zeros: the band-pass's `order` zeros at s = 0 map to z = +1, the ones at infinity to z = −1
     p_d = (fs2 + p_bp) / (fs2 - p_bp)
     k_d = k * np.real(np.prod(fs2 - np.zeros(order)) / np.prod(fs2 - p_bp))
     upper = p_d[np.imag(p_d) > 0]  # one pole of each conjugate pair
@@ -39,7 +39,6 @@ def butter_bandpass_sos(order: int, low_hz: float, high_hz: float, fs_hz: float)
         sos[i, :3] = [1.0, 0.0, -1.0]  # one zero at +1 and one at −1 per section
         sos[i, 3:] = [1.0, -2.0 * pole.real, abs(pole) ** 2]
     sos[0, :3] *= k_d
-    del z_d
     return sos
 
 

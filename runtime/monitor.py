@@ -199,10 +199,8 @@ class Monitor:
                 if not ok.all():
                     fill = np.maximum.accumulate(np.where(ok, np.arange(len(col)), -1))
                     col[:] = np.where(fill >= 0, col[np.maximum(fill, 0)], 0.0)
-        raw = self.montage.apply(data.T)
-        res = self.resampler.process(raw)
-        raw_rs = res  # montaged, resampled, unfiltered: quality checks run on it
-        out = self.filter.filter(res)
+        raw = self.resampler.process(self.montage.apply(data.T))  # unfiltered: quality checks use it
+        out = self.filter.filter(raw)
         m = out.shape[1]
         if not m:
             return
@@ -211,7 +209,7 @@ class Monitor:
         bad_out = np.zeros(m, dtype=bool)
         if bad.any():
             bad_out[:] = np.interp(t_out, ts, bad.astype(float), left=0, right=0) > 0
-        self.ring.append(out, raw_rs, t_out, bad_out)
+        self.ring.append(out, raw, t_out, bad_out)
         self.since_score += m
         while self.since_score >= self.hop:
             self.since_score -= self.hop

@@ -60,20 +60,20 @@ def test_seizure_free_recording_raises_no_alert(tiny_model, tmp_path):
     assert mon.n_scored >= 100
 
 
-def test_outlet_killed_and_restarted_logs_the_gap_and_keeps_scoring(tiny_model, tmp_path):
+def _outlet_comes_back(model, rec, tmp_path, *, cut_s, resume_s, clock_shift_s=0.0):
+    """Replay until `cut_s`, drop the outlet, bring it back (same source_id) from `resume_s`
+    with its clock shifted by `clock_shift_s`; returns (t0, log records)."""
     import pylsl
 
-    rec = synthetic_recording(80, [], seed=903, name="gap")
-    name, sid = unique_stream_name(), "ictal-test-restart"
+    name, sid = unique_stream_name(), f"ictal-test-{unique_stream_name('sid')}"
     t0 = pylsl.local_clock() + 0.5
     first = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0, markers=False).start()
-    mon = Monitor(tiny_model["onnx"], stream_name=name, log_path=tmp_path / "log.jsonl", console=False,
-                  lsl_outputs=False)
+    mon = Monitor(model, stream_name=name, log_path=tmp_path / "log.jsonl", console=False, lsl_outputs=False)
     mon.connect()
     second = None
     try:
         deadline = time.monotonic() + 30
-        while first.pushed < 30 * rec.sfreq_hz and time.monotonic() < deadline:
+        while first.pushed < cut_s * rec.sfreq_hz and time.monotonic() < deadline:
             mon.step()
             time.sleep(0.005)
         first.stop()  # the outlet goes away mid-stream
@@ -81,14 +81,20 @@ def test_outlet_killed_and_restarted_logs_the_gap_and_keeps_scoring(tiny_model, 
         while time.monotonic() < pause:
             mon.step()
             time.sleep(0.01)
-        second = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0, start_s=50.0, markers=False).start()
+        second = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0 + clock_shift_s, start_s=resume_s,
+                        markers=False).start()
         mon.run(idle_exit_s=8.0, duration_s=60)
     finally:
         first.stop()
         if second:
             second.stop()
         mon.disconnect()
-    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    return t0, [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+
+
+def test_outlet_killed_and_restarted_logs_the_gap_and_keeps_scoring(tiny_model, tmp_path):
+    rec = synthetic_recording(80, [], seed=903, name="gap")
+    t0, log = _outlet_comes_back(tiny_model["onnx"], rec, tmp_path, cut_s=30, resume_s=50.0)
     gaps = [e for e in log if e["event"] == "gap"]
     assert len(gaps) == 1
     g0, g1 = gaps[0]["from_t_lsl"], gaps[0]["to_t_lsl"]
@@ -194,32 +200,8 @@ def test_lsl_outputs_publish_scores_and_alert_markers(tiny_model, tmp_path):
 
 
 def test_clock_jumping_backwards_is_logged_and_the_buffer_restarts(tiny_model, tmp_path):
-    import pylsl
-
     rec = synthetic_recording(60, [], seed=909, name="clock")
-    name, sid = unique_stream_name(), "ictal-test-clock"
-    t0 = pylsl.local_clock() + 0.5
-    first = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0, markers=False).start()
-    mon = Monitor(tiny_model["onnx"], stream_name=name, log_path=tmp_path / "log.jsonl", console=False,
-                  lsl_outputs=False)
-    mon.connect()
-    second = None
-    try:
-        deadline = time.monotonic() + 30
-        while first.pushed < 25 * rec.sfreq_hz and time.monotonic() < deadline:
-            mon.step()
-            time.sleep(0.005)
-        first.stop()
-        # the source comes back with its clock 100 s behind
-        second = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0 - 100, start_s=25.0,
-                        markers=False).start()
-        mon.run(idle_exit_s=8.0, duration_s=60)
-    finally:
-        first.stop()
-        if second:
-            second.stop()
-        mon.disconnect()
-    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    _, log = _outlet_comes_back(tiny_model["onnx"], rec, tmp_path, cut_s=25, resume_s=25.0, clock_shift_s=-100)
     jumps = [e for e in log if e["event"] == "clock_jump"]
     assert len(jumps) == 1 and jumps[0]["seconds"] < -50
     after = [e["t_lsl"] for e in log if e["event"] == "score" and e["t_lsl"] < jumps[0]["from_t_lsl"] - 50]
