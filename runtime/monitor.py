@@ -298,7 +298,7 @@ class Monitor:
                     "baseline": base_info, "first_positive_t_lsl": event.first_positive_t_lsl,
                     "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)}
             if self.gradcam_checkpoint:
-                fi = self._band_importance(feats)
+                fi = self._gradcam.band_importance(feats)
                 expl["band_importance"] = fi
                 expl["matrix"] = band_region_matrix(fi, ri).round(6).tolist()
                 expl["matrix_axes"] = {"rows": list(fi), "columns": list(REGIONS)}
@@ -314,9 +314,6 @@ class Monitor:
                                   f"regions: {', '.join(payload['top_regions'])}")
             else:
                 self.console.line(f"ALERT #{event.alert_id} closed at LSL t={event.t_lsl:.2f}")
-
-    def _band_importance(self, feats: np.ndarray) -> dict[str, float]:
-        return self._gradcam.band_importance(feats)
 
     def _write_explanation(self, payload: dict, feats: np.ndarray) -> None:
         if not self.explain_dir:

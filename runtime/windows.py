@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotations import Seizure, check_seizures_within, patient_of
+from .annotations import Seizure, check_seizures_within
 from .channels import resolve_montage
 from .conditioning import StreamingFilter, StreamingResampler
 from .edf import Recording, read_edf
@@ -78,6 +78,3 @@ def load_labelled(path: str | Path, seizures: list[Seizure], spec: FeatureSpec, 
     rec = read_edf(path)
     check_seizures_within(seizures, rec.duration_s, str(path))
     return condition_recording(rec, spec, allow_missing=allow_missing), rec
-
-
-__all__ = ["Window", "condition_recording", "make_windows", "window_samples", "load_labelled", "patient_of"]

@@ -18,11 +18,13 @@ from conftest import REPO, unique_stream_name
 SPEED = 20.0
 
 
-def _run(model, rec, tmp_path, *, faults=None, speed=SPEED, **kw):
+def _run(model, rec, tmp_path, *, faults=None, speed=SPEED, output_name=None, before_connect=None, **kw):
     name = unique_stream_name()
     replay = Replay(rec, speed=speed, name=name, faults=faults).start()
     mon = Monitor(model, stream_name=name, log_path=tmp_path / "log.jsonl", console=False,
-                  output_name=unique_stream_name("ictal-out"), **kw)
+                  output_name=output_name or unique_stream_name("ictal-out"), **kw)
+    if before_connect:
+        before_connect()
     mon.connect()
     try:
         mon.run(idle_exit_s=2.0, duration_s=120)
@@ -178,25 +180,23 @@ def test_lsl_outputs_publish_scores_and_alert_markers(tiny_model, tmp_path):
     import pylsl
 
     rec = synthetic_recording(110, [(40.0, 80.0)], seed=908, name="out")
-    name, out = unique_stream_name(), unique_stream_name("ictal-out")
-    replay = Replay(rec, speed=SPEED, name=name).start()
-    mon = Monitor(tiny_model["onnx"], stream_name=name, log_path=tmp_path / "l.jsonl", console=False,
-                  output_name=out)
-    scores_in = pylsl.StreamInlet(pylsl.resolve_byprop("name", f"{out}-scores", timeout=5)[0])
-    alerts_in = pylsl.StreamInlet(pylsl.resolve_byprop("name", f"{out}-alerts", timeout=5)[0])
-    scores_in.open_stream(5)
-    alerts_in.open_stream(5)
-    mon.connect()
-    try:
-        mon.run(idle_exit_s=2.0, duration_s=60)
-    finally:
-        replay.stop()
-        mon.disconnect()
+    out = unique_stream_name("ictal-out")
+    inlets = {}
+
+    def subscribe():  # the monitor's outlets exist once it is built; listen before it scores
+        for kind in ("scores", "alerts"):
+            inlets[kind] = pylsl.StreamInlet(pylsl.resolve_byprop("name", f"{out}-{kind}", timeout=5)[0])
+            inlets[kind].open_stream(5)
+
+    # keep the monitor (and so its outlets) alive while reading: a vanished outlet blocks the pull
+    mon, _, _ = _run(tiny_model["onnx"], rec, tmp_path, output_name=out, before_connect=subscribe)
+    scores_in, alerts_in = inlets["scores"], inlets["alerts"]
     vals, _ = scores_in.pull_chunk(timeout=1.0, max_samples=1000)
     markers, _ = alerts_in.pull_chunk(timeout=1.0)
     assert len(vals) >= 90 and all(0 <= v[0] <= 1 for v in vals)
     payloads = [json.loads(m[0]) for m in markers]
     assert payloads and payloads[0]["event"] == "onset" and payloads[0]["top_regions"]
+    assert mon.n_scored >= 90
 
 
 def test_clock_jumping_backwards_is_logged_and_the_buffer_restarts(tiny_model, tmp_path):
