@@ -15,7 +15,7 @@ def parity_windows(onnx_path, data_dir) -> np.ndarray:
 
     s = Scorer(onnx_path)
     ws = build_windows(data_dir, s.spec, hop_s=5.0, seizure_hop_s=5.0)
-    return ((ws.x - s.transform.mean) / s.transform.std).astype(np.float32)
+    return s.spec.normalise(ws.x)
 
 
 def export_main(a) -> int:

@@ -27,7 +27,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
                       dynamo=False)
     proto = onnx.load(str(output))
     name = Path(checkpoint).stem
-    for k, v in metadata_json(spec, threshold, meta["weights_sha256"], name, Path(checkpoint).name).items():
+    for k, v in metadata_json(spec, threshold, meta["weights_sha256"], name, Path(checkpoint).name,
+                                meta.get("classical_peers")).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     proto.producer_name = "ictal"

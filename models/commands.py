@@ -1,100 +1,178 @@
 """`ictal train` and `ictal evaluate` (need the [train] extra: torch)."""
 from __future__ import annotations
 
+import csv
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from runtime.features import FeatureSpec
+from runtime.errors import ChannelMismatch
+from runtime.features import CHBMIT_CHANNELS, DOUBLE_BANANA, FeatureSpec
 
-from .data import WindowSet, build_windows
-from .evaluate import cross_patient, leave_one_seizure_out, run_folds, summarise, write_metrics
-from .train import TrainConfig, save_checkpoint, train_model
+from .data import WindowSet, build_windows, iter_recordings
+from .evaluate import (cross_patient, leave_one_patient_out, leave_one_seizure_out, run_folds,
+                       score_methods, summarise, write_json, write_metrics)
+from .train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
 
 NEG_SOURCE = "negatives"
 
 
-def load_training_windows(data: str, negatives: list[str], spec: FeatureSpec, *, allow_missing_negatives: int,
-                          seizure_hop_s: float, negative_hop_s: float) -> WindowSet:
-    sets = [build_windows(data, spec, hop_s=negative_hop_s, seizure_hop_s=seizure_hop_s, source="seizure-data")]
+def load_training_windows(data: list[str], negatives: list[str], spec: FeatureSpec, *,
+                          allow_missing_negatives: int, seizure_hop_s: float, negative_hop_s: float) -> WindowSet:
+    """Every data directory is one data set (source = its folder name), for balancing and reporting."""
+    sets = [build_windows(d, spec, hop_s=negative_hop_s, seizure_hop_s=seizure_hop_s) for d in data]
     for neg in negatives:
-        ws = build_windows(neg, spec, hop_s=negative_hop_s, allow_missing=allow_missing_negatives, source=NEG_SOURCE)
+        ws = build_windows(neg, spec, hop_s=negative_hop_s, allow_missing=allow_missing_negatives)
         if (ws.label > 0).any():
             raise ValueError(f"{neg}: --negatives must be seizure-free, but it has seizure annotations")
         sets.append(ws)
     return WindowSet.concat(sets)
 
 
+def spec_from_args(args) -> FeatureSpec:
+    if args.spec:
+        return FeatureSpec.load(args.spec)
+    channels = CHBMIT_CHANNELS if args.montage == "chbmit-23" else DOUBLE_BANANA
+    return FeatureSpec(channels=list(channels), relative=args.relative or "channel-window")
+
+
+def _print_cv(name: str, res: dict) -> None:
+    for method, r in res["pooled"].items():
+        w, e, f = r["window"], r["event"], r["seizure_free"]
+        print(f"{name} {method:12s}: window AUROC {w['auroc']:.3f} sens {w['sensitivity']:.3f} "
+              f"spec {w['specificity']:.3f} | events {e['detected']}/{e['n_events']} | false alarms "
+              f"{f['false_alarms_per_24h']:.1f}/24 h on {f['duration_h']:.2f} h of held-out seizure-free EEG")
+    for peer, c in res.get("comparison", {}).items():
+        print(f"{name}: model vs {peer}: AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
+              f"sensitivity ≥ peer at ≤ its false alarms in {c['event_wins']}/{c['n_folds']}")
+
+
 def train_main(args) -> int:
-    spec = FeatureSpec.load(args.spec) if args.spec else FeatureSpec()
+    from .peers import fit_peers
+
+    spec = spec_from_args(args)
     cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                      balance=args.balance)
+                      balance=args.balance, threshold_rule=args.threshold_rule)
+    choose_threshold_by(cfg.threshold_rule)  # a bad rule fails now, not after an hour of training
     ws = load_training_windows(args.data, args.negatives or [], spec,
                                allow_missing_negatives=args.allow_missing_negatives,
                                seizure_hop_s=args.seizure_hop, negative_hop_s=args.hop)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    neg = NEG_SOURCE if args.negatives else None
     cv = {}
+    if "lopo" in args.cv:
+        cv["leave_one_patient_out"] = run_folds(ws, leave_one_patient_out(ws), spec, cfg)
     if "loso" in args.cv:
+        neg = Path(args.negatives[0]).name if args.negatives else None
         cv["leave_one_seizure_out"] = run_folds(ws, leave_one_seizure_out(ws, neg), spec, cfg)
     if "cross-patient" in args.cv:
-        pats = sorted({p for p, s in zip(ws.patients, ws.source) if s == "seizure-data"})
+        neg = Path(args.negatives[0]).name if args.negatives else None
+        pats = sorted({p for p, la in zip(ws.patients, ws.label) if la >= 0.5})
         folds = [cross_patient(ws, a, b, neg) for a in pats for b in pats if a != b]
         cv["cross_patient"] = run_folds(ws, folds, spec, cfg)
-    if args.exclude:  # held-out recordings take part in cross-validation, never in the shipped model
-        keep = [i for i, w in enumerate(ws.windows) if not any(w.recording.startswith(e) for e in args.exclude)]
+    if args.exclude:  # held-out patients/recordings take part in cross-validation, never in the shipped model
+        keep = [i for i, w in enumerate(ws.windows)
+                if not any(w.recording.startswith(e) or w.patient == e for e in args.exclude)]
         print(f"final model: holding out {len(ws.windows) - len(keep)} windows of {', '.join(args.exclude)}")
         ws = ws.subset(keep)
-    # final model: all windows, one seizure recording group + one negative subject for validation
-    folds = leave_one_seizure_out(ws, neg)
-    val = folds[-1].test
+    # final model: validation = the validation part of the first leave-one-patient-out fold
+    # (other patients and seizure-free subjects), so the threshold is never chosen on training windows
+    folds = leave_one_patient_out(ws)
+    val = folds[0].val if folds and folds[0].val.any() else leave_one_seizure_out(ws)[-1].test
     print(f"--- final model: train {int((~val).sum())}, validation {int(val.sum())} windows")
     t0 = time.perf_counter()
-    model, fspec, thr, hist = train_model(ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val)), spec, cfg)
+    tr, va = ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val))
+    model, fspec, thr, hist = train_model(tr, va, spec, cfg)
+    peers = fit_peers(tr, va, choose_threshold_by(cfg.threshold_rule))
     info = {"trained_on": sorted({w.recording for w in ws.windows}), "held_out": args.exclude or [],
             "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
-            "history": hist, "train_seconds": time.perf_counter() - t0, "cross_validation": cv,
-            "validation_group": folds[-1].name}
+            "history": hist, "train_seconds": time.perf_counter() - t0,
+            "validation_patients": sorted(set(va.patients)), "classical_peers": peers.to_dict(),
+            "cross_validation_summary": {k: {"pooled": v["pooled"], "comparison": v["comparison"]}
+                                         for k, v in cv.items()}}
     save_checkpoint(out, model, fspec, thr, **info)
     print(f"wrote {out} (+ {out.with_suffix('.json').name}); threshold {thr:.3f}")
     if cv:
-        Path(out.with_suffix(".cv.json")).write_text(json.dumps(cv, indent=2, default=float) + "\n")
+        write_json(cv, out.with_suffix(".cv.json"))
         for name, res in cv.items():
-            w, e = res["pooled"]["window"], res["pooled"]["event"]
-            print(f"{name}: specificity by data set {json.dumps(w['specificity_by_source'])}")
-            print(f"{name}: window sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} "
-                  f"F1 {w['f1']:.3f} | events {e['detected']}/{e['n_events']} FA/24h {e['false_alarms_per_24h']:.1f} "
-                  f"median latency {e['latency_median_s']:.1f} s")
+            _print_cv(name, res)
     return 0
 
 
-def evaluate_main(args) -> int:
-    """Evaluate a checkpoint (.pt) or an exported model (.onnx) on a labelled data directory."""
-    if str(args.model).endswith(".onnx"):
+def _load_model(model_path: str):
+    """(predict(log_power) → p, spec, threshold, classical peers or None) of a .pt or .onnx."""
+    if str(model_path).endswith(".onnx"):
         from runtime.scorer import Scorer
 
-        scorer = Scorer(args.model)
-        spec, threshold = scorer.spec, scorer.threshold
-        predict = lambda x: scorer.predict_log_power(x)  # noqa: E731
-    else:
-        from .train import load_checkpoint, predict_proba
+        scorer = Scorer(model_path)
+        return scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers
+    from runtime.peers import ClassicalPeers
 
-        model, spec, threshold, _ = load_checkpoint(args.model)
-        predict = lambda x: predict_proba(model, spec, x)  # noqa: E731
+    from .train import load_checkpoint, predict_proba
+
+    model, spec, threshold, meta = load_checkpoint(model_path)
+    return (lambda x: predict_proba(model, spec, x)), spec, threshold, \
+        ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model_path))
+
+
+SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
+
+
+def evaluate_main(args) -> int:
+    """Evaluate a checkpoint (.pt) or an exported model (.onnx) on a labelled data directory,
+    recording by recording (memory bounded by the longest recording), the classical peers
+    fitted with the model scored on the same windows."""
+    predict, spec, threshold, peers = _load_model(args.model)
     if args.threshold is not None:
         threshold = args.threshold
-    ws = build_windows(args.data, spec, hop_s=args.hop, seizure_hop_s=args.hop, allow_missing=args.allow_missing)
-    p = predict(ws.x)
-    metrics = summarise(ws, p, threshold)
-    metrics["model"], metrics["data"] = str(args.model), str(args.data)
-    mpath, cpath = write_metrics(metrics, args.output, f"{Path(args.model).name} on {Path(args.data).name}")
-    w, e = metrics["window"], metrics["event"]
-    print(f"windows: acc {w['accuracy']:.3f} sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} "
-          f"F1 {w['f1']:.3f} AUROC {w['auroc']:.3f}")
-    print(f"events: {e['detected']}/{e['n_events']} detected, {e['false_alarms']} false alarms "
-          f"({e['false_alarms_per_24h']:.1f}/24 h), median latency {e['latency_median_s']:.1f} s")
-    print(f"wrote {mpath} and {cpath}")
+    n_channels = len(spec.channels)
+    limit = n_channels // 4
+    if args.allow_missing > limit and not args.force:
+        raise ChannelMismatch(f"--allow-missing {args.allow_missing} would zero-fill more than a quarter of the "
+                              f"model's {n_channels} channels ({limit}); metrics on such input mean little. "
+                              f"Pass --force to evaluate anyway.")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    peer_names = list(peers.thresholds()) if peers else []
+    methods_p: dict[str, list[np.ndarray]] = {}
+    kept: list[WindowSet] = []
+    zero_filled = {}
+    with open(out / "scores.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(SCORE_COLUMNS + peer_names)
+        for rec in iter_recordings(args.data, spec, hop_s=args.hop, seizure_hop_s=args.hop,
+                                   allow_missing=args.allow_missing):
+            if not rec.windows:
+                continue
+            for name, chans in rec.zero_filled.items():
+                zero_filled[name] = chans
+                print(f"warning: {name}: {len(chans)} channel(s) zero-filled: {', '.join(chans)}", file=sys.stderr)
+            methods = score_methods(predict(rec.x), threshold, rec, peers)
+            for i, w in enumerate(rec.windows):
+                writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
+                                + [f"{methods[m][0][i]:.6g}" for m in ["model"] + peer_names])
+            fh.flush()
+            for m, (p, _) in methods.items():
+                methods_p.setdefault(m, []).append(p.astype(np.float32))
+            # the features are dropped: only windows' labels and scores stay in memory
+            kept.append(WindowSet(rec.x[:0].reshape(0, *rec.x.shape[1:]), rec.windows, rec.source, rec.recordings))
+    if not kept:
+        raise ValueError(f"{args.data}: no recording is long enough for one {spec.window_s:g}-s window")
+    ws = WindowSet.concat(kept)
+    thresholds = {"model": threshold, **(peers.thresholds() if peers else {})}
+    results = {m: summarise(ws, np.concatenate(ps), thresholds[m]) for m, ps in methods_p.items()}
+    metrics = {**results["model"], "model": str(args.model), "data": str(args.data),
+               "classical_peers": {m: r for m, r in results.items() if m != "model"},
+               "zero_filled_channels": zero_filled}
+    mpath, cpath = write_metrics(metrics, out, f"{Path(args.model).name} on {Path(args.data).name}")
+    for m, r in results.items():
+        w, e, f = r["window"], r["event"], r["seizure_free"]
+        print(f"{m:12s} windows: sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} | "
+              f"events {e['detected']}/{e['n_events']}, {e['false_alarms']} false alarms in seizure recordings | "
+              f"seizure-free: {f['false_alarms']} false alarms in {f['duration_h']:.2f} h "
+              f"({f['false_alarms_per_24h']:.1f}/24 h)")
+    print(f"wrote {mpath}, {cpath} and {out / 'scores.csv'}")
     return 0

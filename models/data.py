@@ -2,7 +2,9 @@
 
 Features are computed once per window with the runtime's CWTransform (the
 same code the monitor runs) and kept un-normalised (log10 power); the
-normalisation constants are fitted on each training split.
+normalisation constants are fitted on each training split. The classical
+peers' features (line length, relative band powers) are computed from the
+same conditioned samples, so model and peers are scored on the same windows.
 """
 from __future__ import annotations
 
@@ -10,11 +12,13 @@ import dataclasses
 import re
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from runtime.annotations import LabelledRecording, find_labelled_recordings
-from runtime.features import CWTransform, FeatureSpec
+from runtime.features import BANDS_HZ, CWTransform, FeatureSpec
+from runtime.peers import line_length, relative_band_powers
 from runtime.windows import Window, load_labelled, make_windows, window_samples
 
 _CLIP_SUFFIX = re.compile(r"_(onset|preictal|ictal)$")
@@ -27,13 +31,29 @@ def group_of(recording: str) -> str:
 
 @dataclasses.dataclass
 class WindowSet:
-    """x : ndarray, shape (n_windows, n_channels, n_freqs, n_columns), float32 log10 power."""
+    """Windows with model features and the classical peers' features.
+
+    x : ndarray, shape (n_windows, n_channels, n_freqs, n_columns), float32 log10 power.
+    line_length : ndarray, shape (n_windows,), µV per sample.
+    band_power : ndarray, shape (n_windows, n_channels, 5), log10 relative band power.
+    """
 
     x: np.ndarray
     windows: list[Window]
     source: list[str]  # data set name per window ('chbmit', 'eegmmidb', ...)
     # {recording: (duration_s, [(seizure start_s, end_s), ...])} for event scoring
     recordings: dict = dataclasses.field(default_factory=dict)
+    line_length: np.ndarray | None = None
+    band_power: np.ndarray | None = None
+    zero_filled: dict = dataclasses.field(default_factory=dict)  # {recording: [channel, ...]} where any
+
+    def __post_init__(self):
+        n = len(self.windows)
+        if self.line_length is None:
+            self.line_length = np.full(n, np.nan, np.float32)
+        if self.band_power is None:
+            self.band_power = np.full((n, self.x.shape[1] if self.x.ndim > 1 else 0, len(BANDS_HZ)), np.nan,
+                                      np.float32)
 
     @property
     def label(self) -> np.ndarray:
@@ -52,36 +72,85 @@ class WindowSet:
         wins = [self.windows[i] for i in idx]
         recs = {w.recording for w in wins}
         return WindowSet(self.x[idx], wins, [self.source[i] for i in idx],
-                         {k: v for k, v in self.recordings.items() if k in recs})
+                         {k: v for k, v in self.recordings.items() if k in recs},
+                         self.line_length[idx], self.band_power[idx],
+                         {k: v for k, v in self.zero_filled.items() if k in recs})
 
     @staticmethod
     def concat(sets: list["WindowSet"]) -> "WindowSet":
         sets = [s for s in sets if len(s.windows)]
-        recs = {}
+        recs, zero = {}, {}
         for s in sets:
             recs.update(s.recordings)
+            zero.update(s.zero_filled)
         return WindowSet(np.concatenate([s.x for s in sets]), sum((s.windows for s in sets), []),
-                         sum((s.source for s in sets), []), recs)
+                         sum((s.source for s in sets), []), recs,
+                         np.concatenate([s.line_length for s in sets]), np.concatenate([s.band_power for s in sets]),
+                         zero)
+
+    def save(self, path: str | Path) -> Path:
+        """Cache to one .npz (features are the expensive part; LOPO experiments reuse them)."""
+        import json
+        meta = {"windows": [dataclasses.asdict(w) for w in self.windows], "source": self.source,
+                "recordings": self.recordings, "zero_filled": self.zero_filled}
+        np.savez(path, x=self.x, line_length=self.line_length, band_power=self.band_power,
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "WindowSet":
+        import json
+        z = np.load(path)
+        meta = json.loads(z["meta"].tobytes().decode())
+        recs = {k: (v[0], [tuple(s) for s in v[1]]) for k, v in meta["recordings"].items()}
+        return cls(z["x"], [Window(**w) for w in meta["windows"]], meta["source"], recs,
+                   z["line_length"], z["band_power"], meta["zero_filled"])
+
+
+def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTransform, *, hop_s: float,
+                      seizure_hop_s: float, allow_missing: int = 0, source: str = "") -> WindowSet:
+    """Every labelled window of one recording with its model and peer features."""
+    zero_filled: list[str] = []
+    data, rec = load_labelled(lr.path, lr.seizures, spec, allow_missing=allow_missing, zero_filled=zero_filled)
+    duration = data.shape[1] / spec.sfreq_hz
+    wins = make_windows(duration, lr.seizures, window_s=spec.window_s, hop_s=hop_s, seizure_hop_s=seizure_hop_s,
+                        recording=lr.path.name, patient=lr.patient)
+    c = len(spec.channels)
+    x = np.empty((len(wins), *spec.input_shape), np.float32)
+    ll = np.empty(len(wins), np.float32)
+    bp = np.empty((len(wins), c, len(BANDS_HZ)), np.float32)
+    for i, w in enumerate(wins):
+        seg = window_samples(data, spec, w.start_s)
+        x[i] = transform.log_power(seg)
+        ll[i] = line_length(seg)
+        bp[i] = relative_band_powers(seg, spec.sfreq_hz)
+    return WindowSet(x, wins, [source] * len(wins),
+                     {lr.path.name: (duration, [(sz.start_s, sz.end_s) for sz in lr.seizures])}, ll, bp,
+                     {lr.path.name: zero_filled} if zero_filled else {})
+
+
+def iter_recordings(root: str | Path, spec: FeatureSpec, *, hop_s: float = 10.0, seizure_hop_s: float = 1.0,
+                    allow_missing: int = 0, source: str | None = None,
+                    max_recordings: int | None = None) -> Iterator[WindowSet]:
+    """One WindowSet per EDF under `root`: memory stays bounded by the longest recording."""
+    recs: list[LabelledRecording] = find_labelled_recordings(root)[:max_recordings]
+    transform = CWTransform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}))
+    name = source or Path(root).name
+    for lr in recs:
+        yield recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=seizure_hop_s,
+                                allow_missing=allow_missing, source=name)
 
 
 def build_windows(root: str | Path, spec: FeatureSpec, *, hop_s: float = 10.0, seizure_hop_s: float = 1.0,
                   allow_missing: int = 0, source: str | None = None, max_recordings: int | None = None,
                   log=print) -> WindowSet:
-    """All labelled windows of every EDF under `root`, with their log-power features."""
-    recs: list[LabelledRecording] = find_labelled_recordings(root)[:max_recordings]
-    transform = CWTransform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}))
-    xs, wins, recordings = [], [], {}
+    """All labelled windows of every EDF under `root`, with their log-power and peer features."""
     t0 = time.perf_counter()
-    for lr in recs:
-        data, rec = load_labelled(lr.path, lr.seizures, spec, allow_missing=allow_missing)
-        duration = data.shape[1] / spec.sfreq_hz
-        recordings[lr.path.name] = (duration, [(sz.start_s, sz.end_s) for sz in lr.seizures])
-        for w in make_windows(duration, lr.seizures, window_s=spec.window_s, hop_s=hop_s,
-                              seizure_hop_s=seizure_hop_s, recording=lr.path.name, patient=lr.patient):
-            xs.append(transform.log_power(window_samples(data, spec, w.start_s)))
-            wins.append(w)
     name = source or Path(root).name
-    log(f"{name}: {len(recs)} recordings -> {len(wins)} windows "
-        f"({sum(w.label >= 0.5 for w in wins)} seizure) in {time.perf_counter() - t0:.1f} s")
-    x = np.stack(xs) if xs else np.zeros((0, *spec.input_shape), np.float32)
-    return WindowSet(x, wins, [name] * len(wins), recordings)
+    sets = list(iter_recordings(root, spec, hop_s=hop_s, seizure_hop_s=seizure_hop_s, allow_missing=allow_missing,
+                                source=name, max_recordings=max_recordings))
+    ws = WindowSet.concat(sets) if any(len(s.windows) for s in sets) else WindowSet(
+        np.zeros((0, *spec.input_shape), np.float32), [], [], {})
+    log(f"{name}: {len(sets)} recordings -> {len(ws.windows)} windows "
+        f"({int(np.sum(ws.label >= 0.5))} seizure) in {time.perf_counter() - t0:.1f} s")
+    return ws

@@ -82,22 +82,35 @@ def cross_patient(ws: WindowSet, train_patient: str, test_patient: str,
     return Fold(f"cross-patient:{train_patient}->{test_patient}", test, val & ~test)
 
 
-def event_counts(ws: WindowSet, p: np.ndarray, threshold, hop_s: float = 1.0) -> EventCounts:
-    """SzCORE event counts over every recording of a window set."""
+def _recording_hop_s(ends: np.ndarray) -> float:
+    """Spacing of a recording's scored windows: a positive window stands for one hop of alarm."""
+    return float(np.median(np.diff(np.sort(ends)))) if len(ends) > 1 else 1.0
+
+
+def event_counts(ws: WindowSet, p: np.ndarray, threshold, *, seizure_free: bool | None = None) -> EventCounts:
+    """SzCORE event counts over the recordings of a window set (all of them, or only the
+    seizure-free ones with `seizure_free=True`, or only those with seizures with False)."""
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p.shape)
     total = EventCounts()
+    by_rec: dict[str, list[int]] = {}
+    for i, w in enumerate(ws.windows):
+        by_rec.setdefault(w.recording, []).append(i)
     for rec, (duration, seizures) in ws.recordings.items():
-        idx = [i for i, w in enumerate(ws.windows) if w.recording == rec]
-        if not idx:
+        idx = by_rec.get(rec)
+        if not idx or (seizure_free is not None and seizure_free == bool(seizures)):
             continue
         ends = np.array([ws.windows[i].end_s for i in idx])
-        hyp = windows_to_events(ends, p[idx] >= thr[idx], hop_s)
+        hyp = windows_to_events(ends, p[idx] >= thr[idx], _recording_hop_s(ends))
         total.add(score_events(seizures, hyp, duration))
     return total
 
 
 def summarise(ws: WindowSet, p: np.ndarray, threshold) -> dict:
-    """Window metrics (unambiguous windows) and event metrics of predictions p over ws."""
+    """Window metrics (unambiguous windows) and event metrics of predictions p over ws.
+
+    "event" covers the recordings with seizures; "seizure_free" the recordings without any,
+    whose false alarms per 24 h are the bedside false-alarm rate.
+    """
     keep = unambiguous(ws.label)
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p.shape)
     wm = window_metrics(binary_target(ws.label[keep]), p[keep], thr[keep])
@@ -109,7 +122,30 @@ def summarise(ws: WindowSet, p: np.ndarray, threshold) -> dict:
     wm["specificity_by_source"] = {s: {"n_negative_windows": int((neg & (src == s)).sum()),
                                        "specificity": float(np.mean(p[neg & (src == s)] < thr[neg & (src == s)]))}
                                    for s in sorted(set(src[neg]))}
-    return {"window": wm, "event": event_counts(ws, p, thr).summary()}
+    free = event_counts(ws, p, thr, seizure_free=True).summary()
+    return {"window": wm, "event": event_counts(ws, p, thr, seizure_free=False).summary(),
+            "seizure_free": {k: free[k] for k in ("false_alarms", "duration_h", "false_alarms_per_24h")}}
+
+
+def json_safe(obj):
+    """NaN/inf → None (JSON null), numpy scalars → Python: metrics.json stays valid JSON."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return json_safe(obj.tolist())
+    return obj
+
+
+def write_json(obj, path: str | Path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n")
+    return path
 
 
 def write_metrics(metrics: dict, out_dir: str | Path, title: str = "") -> tuple[Path, Path]:
@@ -117,46 +153,140 @@ def write_metrics(metrics: dict, out_dir: str | Path, title: str = "") -> tuple[
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    mpath = out / "metrics.json"
-    mpath.write_text(json.dumps(metrics, indent=2, default=float) + "\n")
+    mpath = write_json(metrics, out / "metrics.json")
     w = metrics["window"]
     sub = f"threshold {w['threshold']:.3f} · sensitivity {w['sensitivity']:.2f} · specificity {w['specificity']:.2f}"
     cpath = confusion_matrix_figure(w["confusion"], out / "confusion_matrix.png", title or "Window confusion matrix", sub)
     return mpath, cpath
 
 
-def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print) -> dict:
-    """Train and test every fold; pooled window and event metrics over the test parts.
+def leave_one_patient_out(ws: WindowSet, n_val_patients: int = 3, min_patients_for_val: int = 5) -> list[Fold]:
+    """One fold per patient with seizure windows: the headline evaluation.
 
-    Each fold uses its own validation-chosen threshold for its test windows.
+    Test: that patient, plus one held-out seizure-free subject of every data set that has
+    them (rotating), for false alarms per 24 h on EEG no model of the fold has seen.
+    Validation (early stopping, thresholds): `n_val_patients` other seizure patients of every
+    data set with at least `min_patients_for_val` of them (a data set with two patients keeps
+    its other patient in training), plus the next seizure-free subject of each data set.
     """
-    from .train import predict_proba, train_model
+    pats, src, lab = ws.patients, np.asarray(ws.source), ws.label
+    seizure_pats = sorted({p for p, la in zip(pats, lab) if la >= 0.5})
+    source_of = {p: s for p, s in zip(pats, src)}
+    by_source: dict[str, list[str]] = {}
+    for p in seizure_pats:
+        by_source.setdefault(source_of[p], []).append(p)
+    free: dict[str, list[str]] = {}
+    for s in sorted(set(src)):
+        units = sorted(set(pats[src == s]) - set(seizure_pats))
+        if units:
+            free[s] = units
+    folds = []
+    for k, pat in enumerate(seizure_pats):
+        test = pats == pat
+        val_pats = []
+        for s, members in by_source.items():
+            others = [p for p in members if p != pat]
+            if len(members) >= min_patients_for_val:
+                val_pats += [others[(k + j) % len(others)] for j in range(n_val_patients)]
+        val = np.isin(pats, val_pats)
+        for s, units in free.items():
+            test |= pats == units[k % len(units)]
+            if len(units) > 1:
+                val |= pats == units[(k + 1) % len(units)]
+        folds.append(Fold(f"lopo:{pat}", test, val & ~test))
+    return folds
 
-    per_fold, p_all, thr_all, idx_all = [], [], [], []
+
+def score_methods(model_p: np.ndarray, model_thr: float, ws: WindowSet, peers) -> dict:
+    """{method: (scores, threshold)} for the model and the classical peers on the same windows."""
+    out = {"model": (np.asarray(model_p, dtype=np.float64), float(model_thr))}
+    if peers is not None:
+        scores, thr = peers.scores(ws.line_length, ws.band_power), peers.thresholds()
+        out.update({name: (scores[name], thr[name]) for name in scores})
+    return out
+
+
+def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print) -> dict:
+    """Train and test every fold, model and classical peers side by side on the test windows.
+
+    Each fold's model and peers use thresholds chosen on that fold's validation windows.
+    """
+    from .peers import fit_peers
+    from .train import choose_threshold_by, predict_proba, train_model
+
+    per_fold, pooled_parts = [], {}
     for fold in folds:
         log(f"--- fold {fold.name}: train {int(fold.train.sum())}, val {int(fold.val.sum())}, "
             f"test {int(fold.test.sum())} windows")
         tr, va = ws.subset(np.flatnonzero(fold.train)), ws.subset(np.flatnonzero(fold.val))
-        test_idx = np.flatnonzero(fold.test)
-        te = ws.subset(test_idx)
+        te = ws.subset(np.flatnonzero(fold.test))
         model, fspec, thr, hist = train_model(tr, va, spec, cfg, log=log)
-        p = predict_proba(model, fspec, te.x)
-        m = summarise(te, p, thr)
-        m["fold"], m["epochs"] = fold.name, len(hist)
-        m["seconds_per_epoch"] = float(np.mean([h["seconds"] for h in hist]))
+        peers = fit_peers(tr, va, choose_threshold_by(cfg.threshold_rule))
+        methods = score_methods(predict_proba(model, fspec, te.x), thr, te, peers)
+        val_methods = score_methods(predict_proba(model, fspec, va.x), thr, va, peers)
+        m = {"fold": fold.name, "epochs": len(hist),
+             "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
+             "test_patients": sorted(set(te.patients)),
+             "methods": {name: summarise(te, p, t) for name, (p, t) in methods.items()},
+             "scores": {name: [round(float(v), 6) for v in p] for name, (p, _) in methods.items()},
+             "test_windows": [[w.recording, w.start_s, round(float(w.label), 3)] for w in te.windows],
+             # kept so that other threshold rules can be compared without retraining
+             "validation": {"labels": [round(float(v), 3) for v in va.label],
+                            "scores": {name: [round(float(v), 6) for v in p] for name, (p, _) in val_methods.items()}}}
         per_fold.append(m)
-        log(f"    threshold {thr:.3f}  window sens {m['window']['sensitivity']:.2f} spec "
-            f"{m['window']['specificity']:.2f}  events {m['event']['detected']}/{m['event']['n_events']} "
-            f"FA {m['event']['false_alarms']}")
-        p_all.append(p), thr_all.append(np.full(len(p), thr)), idx_all.append(test_idx)
-    idx = np.concatenate(idx_all)
-    # A window may be tested in more than one fold (shared negatives); pool all test predictions.
-    pooled = WindowSet(ws.x[:0], [ws.windows[i] for i in idx], [ws.source[i] for i in idx], {})
-    pooled_metrics = {"window": summarise(pooled, np.concatenate(p_all), np.concatenate(thr_all))["window"]}
-    ev = EventCounts()
-    for m in per_fold:
-        e = m["event"]
-        ev.add(EventCounts(e["n_events"], e["detected"], e["n_detections"], e["n_detections"] - e["false_alarms"],
-                           e["false_alarms"], e["duration_h"] * 3600.0, list(e["latencies_s"])))
-    pooled_metrics["event"] = ev.summary()
-    return {"pooled": pooled_metrics, "folds": per_fold}
+        line = "    " + " | ".join(
+            f"{name}: AUROC {r['window']['auroc']:.3f} events {r['event']['detected']}/{r['event']['n_events']} "
+            f"FA/24h(seizure-free) {r['seizure_free']['false_alarms_per_24h']:.0f}"
+            for name, r in m["methods"].items())
+        log(line)
+        for name, (p, t) in methods.items():
+            pooled_parts.setdefault(name, []).append((te, p, t))
+    pooled = {}
+    for name, parts in pooled_parts.items():
+        # A seizure-free window may be tested in several folds (by different models); pool every test.
+        wins = sum((list(te.windows) for te, _, _ in parts), [])
+        src = sum((list(te.source) for te, _, _ in parts), [])
+        p = np.concatenate([pp for _, pp, _ in parts])
+        thr = np.concatenate([np.full(len(pp), t) for _, pp, t in parts])
+        wm = summarise(WindowSet(ws.x[:0], wins, src, {}), p, thr)["window"]
+        ev, free = EventCounts(), EventCounts()
+        for m in per_fold:
+            r = m["methods"][name]
+            ev.add(_counts_from_summary(r["event"]))
+            free.add(_counts_from_summary(r["seizure_free"]))
+        pooled[name] = {"window": wm, "event": ev.summary(), "seizure_free": free.summary()}
+    return {"pooled": pooled, "folds": per_fold, "comparison": compare_to_peers(per_fold)}
+
+
+def _counts_from_summary(e: dict) -> EventCounts:
+    n_det = e.get("n_detections", e["false_alarms"])
+    return EventCounts(e.get("n_events", 0), e.get("detected", 0), n_det, n_det - e["false_alarms"],
+                       e["false_alarms"], e["duration_h"] * 3600.0, list(e.get("latencies_s", [])),
+                       e.get("detected_while_already_alarming", 0))
+
+
+def compare_to_peers(per_fold: list[dict]) -> dict:
+    """Fold by fold: does the model beat each peer on window AUROC, and on event sensitivity at
+    equal or fewer false alarms on the held-out seizure-free EEG?"""
+    out = {}
+    for peer in ("line_length", "band_power"):
+        rows = []
+        for m in per_fold:
+            if peer not in m["methods"]:
+                continue
+            a, b = m["methods"]["model"], m["methods"][peer]
+            auc_a, auc_b = a["window"]["auroc"], b["window"]["auroc"]
+            sens_a, sens_b = a["event"]["sensitivity"], b["event"]["sensitivity"]
+            fa_a = a["seizure_free"]["false_alarms"] + a["event"]["false_alarms"]
+            fa_b = b["seizure_free"]["false_alarms"] + b["event"]["false_alarms"]
+            rows.append({"fold": m["fold"], "auroc_model": auc_a, "auroc_peer": auc_b,
+                         "auroc_better_or_equal": bool(auc_a >= auc_b - 1e-9),
+                         "events_model": sens_a, "events_peer": sens_b, "false_alarms_model": fa_a,
+                         "false_alarms_peer": fa_b,
+                         "events_better_or_equal_at_no_more_false_alarms": bool(sens_a >= sens_b and fa_a <= fa_b)})
+        if rows:
+            out[peer] = {"folds": rows,
+                         "auroc_wins": sum(r["auroc_better_or_equal"] for r in rows),
+                         "event_wins": sum(r["events_better_or_equal_at_no_more_false_alarms"] for r in rows),
+                         "n_folds": len(rows)}
+    return out

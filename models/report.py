@@ -116,7 +116,7 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, out: Path, stem: str) 
     """Triptych, Grad-CAM and Grad-CAM++ overlays and IG triptych of one window; returns file names + maps."""
     spec = interp.spec
     x = interp.transform.log_power(eeg)
-    xn = (x - interp.transform.mean) / interp.transform.std
+    xn = spec.normalise(x)
     files = {}
     t = np.arange(eeg.shape[1]) / spec.sfreq_hz
     fig, ax = plt.subplots(1, 3, figsize=(15, 3.8), dpi=100)
@@ -150,8 +150,7 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, out: Path, stem: str) 
         plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("relative importance (red = high)", fontsize=7)
         files[name] = _save(fig, out / f"{stem}_{name}.png")
     ig = IntegratedGradients(interp.model, steps=32)
-    floor = (np.log10(spec.log_eps) - interp.transform.mean) / interp.transform.std  # a silent recording
-    baseline = np.broadcast_to(floor[None], xn.shape).astype(np.float32)
+    baseline = spec.normalise(np.full(xn.shape, np.log10(spec.log_eps), np.float32))  # a silent recording
     attr = ig.attribute(xn, baseline)[0]
     attr_tf = attr.sum(axis=0)
     lim = float(np.abs(attr_tf).max()) or 1e-9

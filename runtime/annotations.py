@@ -40,9 +40,15 @@ _RE_CHAN = re.compile(r"^Channel\s+\d+:\s*(.*)$")
 _RE_CLOCK = re.compile(r"^File (Start|End) Time:\s*(\S+)")
 
 
-def patient_of(file_name: str) -> str:
-    m = re.match(r"(chb\d+)", Path(file_name).name, re.I)
-    return m.group(1).lower() if m else Path(file_name).stem
+_RE_PATIENT = re.compile(r"^(chb\d+|[a-z]+\d+(?=[_-])|[a-z]{8}(?=_s\d+))", re.I)
+
+
+def patient_of(file_name: str, default: str | None = None) -> str:
+    """The patient a recording belongs to, from its file name: 'chb01_03' → chb01,
+    'neo04_seizure' → neo04 (Helsinki neonatal), 'PN00-1' → pn00 (Siena),
+    'aaaaaaac_s001_t000' → aaaaaaac (TUH); `default` (or the stem) when the name has none."""
+    m = _RE_PATIENT.match(Path(file_name).name)
+    return m.group(1).lower() if m else (default or Path(file_name).stem)
 
 
 def parse_chbmit_summary(path: str | os.PathLike) -> dict[str, SummaryEntry]:
@@ -265,7 +271,8 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
                 found.update(parse_chbmit_summary(s))
             summaries[folder] = found
         entry = summaries[folder].get(edf.name)
-        patient = patient_of(edf.name) if entry else folder.name
+        # one patient per folder (eegmmidb S001/) unless the file name names one (neonatal/neo04_…)
+        patient = patient_of(edf.name, default=folder.name)
         if entry is not None:
             out.append(LabelledRecording(edf, entry.seizures, patient))
             continue

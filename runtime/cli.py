@@ -9,22 +9,30 @@ from .errors import IctalError
 
 
 def _add_train(sub):
-    p = sub.add_parser("train", help="train the CWT ResNet on a CHB-MIT-like directory ([train] extra)")
-    p.add_argument("data", help="directory of EDF files with chbNN-summary.txt, *.csv_bi or EDF+ seizure labels")
+    p = sub.add_parser("train", help="train the CWT ResNet on CHB-MIT-like directories ([train] extra)")
+    p.add_argument("data", nargs="+", help="directories of EDF files with chbNN-summary.txt, *.csv_bi or EDF+ "
+                   "seizure labels; each is one data set (its name is the folder's)")
     p.add_argument("-o", "--output", required=True, help="checkpoint path (.pt; a .json sidecar is written too)")
     p.add_argument("--negatives", action="append", help="seizure-free EDF directory (repeatable)")
     p.add_argument("--allow-missing-negatives", type=int, default=0,
                    help="zero-fill up to N model channels the negatives cannot provide")
     p.add_argument("--exclude", action="append", help="hold out recordings whose name starts with this")
-    p.add_argument("--cv", default="", help="comma list: loso, cross-patient")
-    p.add_argument("--spec", help="feature spec JSON (default: the compact default grid)")
-    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--cv", default="", help="comma list: lopo (leave one patient out: the headline), "
+                   "loso (leave one seizure recording out), cross-patient")
+    p.add_argument("--spec", help="feature spec JSON (default: 18-channel double banana, 40 freqs 1-40 Hz)")
+    p.add_argument("--montage", choices=["double-banana", "chbmit-23"], default=None,
+                   help="channels when no --spec: the 18-channel double banana (default) or CHB-MIT's 23")
+    p.add_argument("--relative", choices=["none", "channel-window"], default=None,
+                   help="features relative to each channel's own window power (default: channel-window)")
+    p.add_argument("--threshold-rule", default="youden",
+                   help="threshold on validation windows: youden, or specificity:S (e.g. specificity:0.99)")
+    p.add_argument("--width", type=float, default=0.125)
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--hop", type=float, default=10.0, help="window hop outside seizures, s")
     p.add_argument("--seizure-hop", type=float, default=1.0, help="window hop around seizures, s")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--balance", default="class", choices=["class", "source-class"],
+    p.add_argument("--balance", default="source-class", choices=["class", "source-class"],
                    help="loss weighting: every (data set, class) cell equal, or classes only")
 
     def run(a):
@@ -40,7 +48,9 @@ def _add_evaluate(sub):
     p.add_argument("-o", "--output", default="evaluation", help="output directory")
     p.add_argument("--hop", type=float, default=1.0)
     p.add_argument("--threshold", type=float, default=None, help="override the model's threshold")
-    p.add_argument("--allow-missing", type=int, default=0)
+    p.add_argument("--allow-missing", type=int, default=0, help="zero-fill up to N channels a recording lacks "
+                   "(each is reported; more than a quarter of the model's channels needs --force)")
+    p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
 
     def run(a):
         from models.commands import evaluate_main

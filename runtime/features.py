@@ -18,6 +18,12 @@ import scipy.fft
 
 from .errors import SpecError
 
+# The 18-channel longitudinal bipolar "double banana": any 10-20 recording yields it, so it
+# carries no trace of which amplifier or data set a window came from (the default).
+DOUBLE_BANANA = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
+                 "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
+                 "FZ-CZ", "CZ-PZ"]
+# CHB-MIT's own 23-channel layout (FT9/FT10 derivations, T8-P8 twice): an option, not the default.
 CHBMIT_CHANNELS = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1",
                    "FP2-F4", "F4-C4", "C4-P4", "P4-O2", "FP2-F8", "F8-T8", "T8-P8", "P8-O2",
                    "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9", "FT9-FT10", "FT10-T8", "T8-P8"]
@@ -26,20 +32,29 @@ BANDS_HZ = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 14.0),
             "beta": (14.0, 30.0), "gamma": (30.0, 40.0)}
 
 SPEC_VERSION = 1
+# How a window's log power is made relative before the per-frequency standardisation:
+#   "none"             absolute log10 power (µV²);
+#   "channel-window"   minus each channel's own mean log power over the window (all
+#                      frequencies and columns): a per-channel gain, an amplifier's scale or a
+#                      population's amplitude no longer shows; spectral shape and the rise of
+#                      one band against the others do. Needs no history, so it works from the
+#                      first window of a recording.
+RELATIVE_MODES = ("none", "channel-window")
 
 
 @dataclasses.dataclass
 class FeatureSpec:
     sfreq_hz: float = 256.0
-    channels: list[str] = dataclasses.field(default_factory=lambda: list(CHBMIT_CHANNELS))
+    channels: list[str] = dataclasses.field(default_factory=lambda: list(DOUBLE_BANANA))
     montage: str = "bipolar-double-banana"
     window_s: float = 10.0
     band_hz: tuple[float, float] = (0.5, 40.0)
     notch_hz: float | None = None
     wavelet: str = "cmor1.5-1.0"
     freqs_hz: list[float] = dataclasses.field(default_factory=lambda: [float(f) for f in range(1, 41)])
-    time_decimation: int = 8
+    time_decimation: int = 32  # 8 columns/s: 10-s windows are (channels, freqs, 80)
     log_eps: float = 1e-3
+    relative: str = "none"  # one of RELATIVE_MODES
     norm_mean: list[float] | None = None  # per frequency, of log10 power; None = not fitted
     norm_std: list[float] | None = None
     version: int = SPEC_VERSION
@@ -87,6 +102,8 @@ class FeatureSpec:
                             f"{self.n_samples} samples of a window")
         if max(self.freqs_hz) >= self.sfreq_hz / 2:
             raise SpecError(f"{where}: highest frequency {max(self.freqs_hz)} Hz is not below Nyquist")
+        if self.relative not in RELATIVE_MODES:
+            raise SpecError(f"{where}: 'relative' is {self.relative!r}; expected one of {', '.join(RELATIVE_MODES)}")
         for name in ("norm_mean", "norm_std"):
             v = getattr(self, name)
             if v is not None and len(v) != len(self.freqs_hz):
@@ -135,11 +152,33 @@ class FeatureSpec:
     def load(cls, path) -> "FeatureSpec":
         return cls.from_json(Path(path).read_text(), where=str(path))
 
+    def make_relative(self, log_power: np.ndarray) -> np.ndarray:
+        """Apply `relative` to log10 power.
+
+        log_power : ndarray, shape (..., n_channels, n_freqs, n_columns) → same shape, float32.
+        """
+        if self.relative == "channel-window":
+            return (log_power - log_power.mean(axis=(-2, -1), keepdims=True, dtype=np.float32)).astype(
+                np.float32, copy=False)
+        return log_power
+
+    def normalise(self, log_power: np.ndarray) -> np.ndarray:
+        """Model input from log10 power: `relative`, then the fitted per-frequency standardisation.
+        The one code path of training, export, evaluation and the monitor.
+
+        log_power : ndarray, shape (..., n_channels, n_freqs, n_columns) → same shape, float32.
+        """
+        if self.norm_mean is None:
+            raise SpecError("feature spec has no fitted normalisation (norm_mean/norm_std)")
+        mean = np.asarray(self.norm_mean, np.float32)[:, None]
+        std = np.asarray(self.norm_std, np.float32)[:, None]
+        return ((self.make_relative(log_power) - mean) / std).astype(np.float32, copy=False)
+
     @classmethod
     def seed_method_grid(cls, **kw) -> "FeatureSpec":
         """The original method's grid: 1–40 Hz in 0.1-Hz steps at 128 Hz, no decimation."""
         freqs = [round(1.0 + 0.1 * i, 1) for i in range(391)]
-        return cls(sfreq_hz=128.0, freqs_hz=freqs, time_decimation=1, **kw)
+        return cls(sfreq_hz=128.0, freqs_hz=freqs, time_decimation=1, **{"channels": CHBMIT_CHANNELS, **kw})
 
 
 class CWTransform:
@@ -185,11 +224,6 @@ class CWTransform:
         for i in range(len(kernels)):
             nz = np.flatnonzero(mag[i] > 1e-5 * mag[i].max())
             self.bands.append((int(nz[0]), int(nz[-1]) + 1))
-        if spec.norm_mean is not None:
-            self.mean = np.asarray(spec.norm_mean, np.float32)[:, None]
-            self.std = np.asarray(spec.norm_std, np.float32)[:, None]
-        else:
-            self.mean = self.std = None
 
     def cwt(self, x: np.ndarray, q: int = 1) -> np.ndarray:
         """Complex CWT coefficients (pywt.cwt(method='fft')), every q-th sample.
@@ -226,6 +260,4 @@ class CWTransform:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Model input. x : (n_channels, n_samples) µV → float32 (n_channels, n_freqs, n_columns)."""
         lp = self.log_power(x)
-        if self.mean is not None:
-            lp = (lp - self.mean) / self.std
-        return lp.astype(np.float32, copy=False)
+        return self.spec.normalise(lp) if self.spec.norm_mean is not None else self.spec.make_relative(lp)

@@ -10,12 +10,14 @@ import numpy as np
 
 from .errors import ModelError, SpecError
 from .features import CWTransform, FeatureSpec
+from .peers import ClassicalPeers
 
 META_SPEC = "ictal.feature_spec"
 META_THRESHOLD = "ictal.threshold"
 META_WEIGHTS = "ictal.weights_sha256"
 META_NAME = "ictal.model_name"
 META_CHECKPOINT = "ictal.checkpoint"
+META_PEERS = "ictal.classical_peers"  # line-length / band-power detectors fitted with the model
 
 
 def file_sha256(path: str | Path) -> str:
@@ -58,6 +60,10 @@ class Scorer:
         self.weights_sha256 = meta.get(META_WEIGHTS, "")
         self.checkpoint = meta.get(META_CHECKPOINT, "")
         self.metadata = dict(meta)
+        try:
+            self.peers = ClassicalPeers.from_dict(json.loads(meta.get(META_PEERS, "null")), where=str(self.path))
+        except json.JSONDecodeError as e:
+            raise ModelError(f"{self.path}: metadata '{META_PEERS}' is not valid JSON ({e})") from e
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         want = list(self.spec.input_shape)
@@ -83,8 +89,7 @@ class Scorer:
 
     def predict_log_power(self, x_log_power: np.ndarray) -> np.ndarray:
         """Score un-normalised log10 power (as models.data builds it)."""
-        t = self.transform
-        return self.predict_proba((x_log_power - t.mean) / t.std)
+        return self.predict_proba(self.spec.normalise(x_log_power))
 
     def score_samples(self, window_uv: np.ndarray) -> float:
         """p(seizure) of one conditioned window. window_uv : (n_channels, n_samples)."""
@@ -96,6 +101,8 @@ class Scorer:
                 f"{s.window_s:g}-s windows, {len(s.freqs_hz)} freqs, threshold {self.threshold:.3f}")
 
 
-def metadata_json(spec: FeatureSpec, threshold: float, weights_sha256: str, name: str, checkpoint: str) -> dict:
+def metadata_json(spec: FeatureSpec, threshold: float, weights_sha256: str, name: str, checkpoint: str,
+                  peers: dict | None = None) -> dict:
     return {META_SPEC: spec.to_json(), META_THRESHOLD: repr(float(threshold)), META_WEIGHTS: weights_sha256,
-            META_NAME: name, META_CHECKPOINT: checkpoint, "ictal.metadata_version": json.dumps(1)}
+            META_NAME: name, META_CHECKPOINT: checkpoint, META_PEERS: json.dumps(peers),
+            "ictal.metadata_version": json.dumps(1)}

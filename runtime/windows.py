@@ -29,13 +29,16 @@ class Window:
 
 
 def condition_recording(rec: Recording, spec: FeatureSpec, *, allow_missing: int = 0,
-                        model_name: str = "model") -> np.ndarray:
+                        model_name: str = "model", zero_filled: list | None = None) -> np.ndarray:
     """Montage, resampling and filtering of a whole recording.
 
     Returns data_uv : ndarray, shape (len(spec.channels), n_times) at spec.sfreq_hz.
+    The names of channels the recording lacks (zero-filled) are appended to `zero_filled`.
     """
     montage = resolve_montage(rec.labels, spec.channels, allow_missing=allow_missing,
                               source_name=f"file '{rec.source or rec.name}'", model_name=model_name)
+    if zero_filled is not None:
+        zero_filled.extend(montage.missing)
     data = montage.apply(rec.data_uv)
     data = StreamingResampler(len(spec.channels), rec.sfreq_hz, spec.sfreq_hz).process(data)
     filt = StreamingFilter(len(spec.channels), spec.sfreq_hz, spec.band_hz, spec.notch_hz)
@@ -73,8 +76,8 @@ def window_samples(data: np.ndarray, spec: FeatureSpec, start_s: float) -> np.nd
 
 
 def load_labelled(path: str | Path, seizures: list[Seizure], spec: FeatureSpec, *,
-                  allow_missing: int = 0) -> tuple[np.ndarray, Recording]:
+                  allow_missing: int = 0, zero_filled: list | None = None) -> tuple[np.ndarray, Recording]:
     """Read and condition one EDF; check its seizures lie inside it."""
     rec = read_edf(path)
     check_seizures_within(seizures, rec.duration_s, str(path))
-    return condition_recording(rec, spec, allow_missing=allow_missing), rec
+    return condition_recording(rec, spec, allow_missing=allow_missing, zero_filled=zero_filled), rec

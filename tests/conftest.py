@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 CHBMIT = SHARED_DATA / "chbmit"
 EEGMMIDB = SHARED_DATA / "eegmmidb"
+NEONATAL = SHARED_DATA / "neonatal"
 
 _names = itertools.count()
 
@@ -32,6 +33,13 @@ def eegmmidb_dir() -> Path:
     if not EEGMMIDB.is_dir():
         pytest.skip(f"real eegmmidb files not found at {EEGMMIDB}")
     return EEGMMIDB
+
+
+@pytest.fixture(scope="session")
+def neonatal_dir() -> Path:
+    if not NEONATAL.is_dir():
+        pytest.skip(f"real neonatal clips not found at {NEONATAL}")
+    return NEONATAL
 
 
 def tiny_spec():
@@ -59,17 +67,19 @@ def tiny_model(synthetic_dir, tmp_path_factory):
     pytest.importorskip("torch")
     from export.onnx_export import export_onnx
     from models.data import build_windows
-    from models.train import TrainConfig, save_checkpoint, train_model
+    from models.peers import fit_peers
+    from models.train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
 
     spec = tiny_spec()
     ws = build_windows(synthetic_dir, spec, hop_s=5.0, seizure_hop_s=3.0, log=lambda *_: None)
     groups = ws.groups
     val = np.isin(groups, ["syn05", "syn04"])
     cfg = TrainConfig(width=0.125, epochs=8, patience=8, batch_size=16, seed=0)
-    model, fspec, thr, hist = train_model(ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val)), spec,
-                                          cfg, log=lambda *_: None)
+    tr, va = ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val))
+    model, fspec, thr, hist = train_model(tr, va, spec, cfg, log=lambda *_: None)
+    peers = fit_peers(tr, va, choose_threshold_by(cfg.threshold_rule))
     d = tmp_path_factory.mktemp("model")
-    ckpt = save_checkpoint(d / "tiny.pt", model, fspec, thr, history=hist)
+    ckpt = save_checkpoint(d / "tiny.pt", model, fspec, thr, history=hist, classical_peers=peers.to_dict())
     onnx_path = export_onnx(ckpt, d / "tiny.onnx")
     return {"checkpoint": ckpt, "onnx": onnx_path, "spec": fspec, "threshold": thr, "history": hist,
             "windows": ws, "val": val}

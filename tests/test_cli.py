@@ -40,7 +40,8 @@ def test_train_with_cross_validation_writes_checkpoint_and_cv(synthetic_dir, tmp
     assert "syn05.edf" not in meta["trained_on"]
     cv = json.loads((tmp_path / "m.cv.json").read_text())
     assert len(cv["leave_one_seizure_out"]["folds"]) == 4
-    assert "leave_one_seizure_out: window sens" in r.stdout
+    assert "leave_one_seizure_out model" in r.stdout and "model vs line_length" in r.stdout
+    assert set(meta["classical_peers"]) >= {"line_length_threshold", "band_power_coef"}
 
 
 def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):

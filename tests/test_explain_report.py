@@ -78,7 +78,7 @@ def test_explain_writes_matrix_json_png_and_raw_maps(tiny_model, synthetic_dir, 
         fi = np.array([s["band_importance"][b] for b in doc["segments"][0]["matrix_axes"]["rows"]])
         ri = np.array([s["region_importance"][r] for r in s["matrix_axes"]["columns"]])
         np.testing.assert_allclose(np.array(s["matrix"]), np.outer(fi, ri), atol=1e-7)
-        assert len(s["channel_importance"]) == 23
+        assert len(s["channel_importance"]) == 18
     # the baseline of a seizure segment is taken from before the seizure
     seg40 = next(s for s in doc["segments"] if s["start_s"] == 40)
     assert seg40["baseline"]["end_s"] <= 30.0

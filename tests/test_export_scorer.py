@@ -32,7 +32,7 @@ def test_onnx_and_torch_give_the_same_probabilities(tiny_model):
     from export.onnx_export import parity_check
 
     s = Scorer(tiny_model["onnx"])
-    x = (tiny_model["windows"].x[:40] - s.transform.mean) / s.transform.std
+    x = s.spec.normalise(tiny_model["windows"].x[:40])
     res = parity_check(tiny_model["checkpoint"], tiny_model["onnx"], x.astype(np.float32))
     assert res["max_abs_logit_diff"] < 1e-4 and res["n_windows"] == 40
 
@@ -58,7 +58,7 @@ def test_int8_model_keeps_metadata_and_predictions_close(tiny_model, tmp_path):
     from export.onnx_export import compare_int8, quantize_int8
 
     s = Scorer(tiny_model["onnx"])
-    x = ((tiny_model["windows"].x[:24] - s.transform.mean) / s.transform.std).astype(np.float32)
+    x = s.spec.normalise(tiny_model["windows"].x[:24])
     q = quantize_int8(tiny_model["onnx"], tmp_path / "tiny.int8.onnx", x)
     assert Scorer(q).spec == s.spec
     cmp = compare_int8(tiny_model["onnx"], q, x)

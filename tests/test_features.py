@@ -21,15 +21,16 @@ def test_cwt_matches_pywavelets_fft_method():
 
 def test_default_features_have_the_documented_shape_and_dtype():
     spec = FeatureSpec()
-    f = CWTransform(spec)(np.random.default_rng(1).normal(0, 20, (23, 2560)))
-    assert f.shape == (23, 40, 320) == spec.input_shape and f.dtype == np.float32
+    f = CWTransform(spec)(np.random.default_rng(1).normal(0, 20, (18, 2560)))
+    assert f.shape == (18, 40, 80) == spec.input_shape and f.dtype == np.float32
 
 
 def test_sinusoid_power_peaks_at_its_frequency():
     spec = FeatureSpec(channels=["FP1-F7"])
     t = np.arange(spec.n_samples) / spec.sfreq_hz
     lp = CWTransform(spec).log_power(50 * np.sin(2 * np.pi * 6.0 * t)[None])
-    assert spec.freqs_hz[int(np.argmax(lp[0, :, 40:-40].mean(axis=1)))] == 6.0
+    edge = int(1.25 * spec.columns_per_s)  # away from the window's edges
+    assert spec.freqs_hz[int(np.argmax(lp[0, :, edge:-edge].mean(axis=1)))] == 6.0
 
 
 def test_seed_method_grid_is_reachable_by_configuration():

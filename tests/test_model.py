@@ -23,6 +23,16 @@ def test_resnet18_takes_eeg_channels_as_input_planes_and_gives_one_logit():
     assert count_parameters(CWTResNet(23, width=0.25)) < count_parameters(m) / 10
 
 
+def test_last_residual_block_keeps_two_rows_per_band_on_the_default_grid():
+    from runtime.features import FeatureSpec
+
+    spec = FeatureSpec()
+    m = CWTResNet(len(spec.channels), width=0.125).eval()
+    with torch.no_grad():
+        rows = m.features(torch.zeros(1, *spec.input_shape)).shape[2]
+    assert rows == len(spec.freqs_hz) // 4 == 10  # the Grad-CAM layer can tell delta from theta
+
+
 def test_tiny_model_learns_synthetic_seizures(tiny_model):
     hist = tiny_model["history"]
     assert hist[-1]["loss"] < hist[0]["loss"]

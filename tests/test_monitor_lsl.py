@@ -50,7 +50,7 @@ def test_alert_opens_within_15_s_of_onset_and_closes_after_the_seizure(tiny_mode
     expl = onsets[0]
     assert set(expl["region_importance"]) == {"frontal", "central", "parietal-occipital", "left temporal",
                                               "right temporal"}
-    assert len(expl["channel_importance"]) == 23 and expl["baseline"]["kind"] == "quietest preceding window"
+    assert len(expl["channel_importance"]) == 18 and expl["baseline"]["kind"] == "quietest preceding window"
     assert expl["baseline"]["t_end"] < onset + t0
     assert (tmp_path / "expl" / "alert_001.png").stat().st_size > 10_000
 

@@ -1,0 +1,176 @@
+"""What a detector that must work on unseen patients relies on: patient identity, a montage
+any recording yields, features free of amplitude identity, leave-one-patient-out folds,
+classical peers on the same windows, and event scoring that agrees with SzCORE's reference."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from runtime.annotations import find_labelled_recordings, patient_of
+from runtime.channels import resolve_montage
+from runtime.edf import read_edf
+from runtime.features import DOUBLE_BANANA, CWTransform, FeatureSpec
+from runtime.metrics import score_events, threshold_for_specificity
+from runtime.peers import line_length, relative_band_powers
+
+from conftest import tiny_spec
+
+
+def test_patient_identity_comes_from_the_file_name_not_the_folder():
+    assert patient_of("neo04_seizure.edf", default="neonatal") == "neo04"
+    assert patient_of("chb02_16b_ictal.edf") == "chb02"
+    assert patient_of("PN00-1.edf") == "pn00"
+    assert patient_of("aaaaaaac_s001_t000.edf") == "aaaaaaac"
+    assert patient_of("S001R01.edf", default="S001") == "S001"
+
+
+def test_every_baby_is_its_own_patient(neonatal_dir):
+    recs = find_labelled_recordings(neonatal_dir)
+    assert len({r.patient for r in recs}) == len(recs) == 41
+    assert sum(bool(r.seizures) for r in recs) == 28  # neo01's clip holds no seizure
+
+
+@pytest.mark.parametrize("path", ["neonatal/neo04_seizure.edf", "eegmmidb/S001/S001R01.edf",
+                                  "chbmit/chb01/chb01_03_onset.edf"])
+def test_double_banana_derives_from_referential_and_bipolar_recordings_without_zero_fill(path):
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / path).is_file():
+        pytest.skip(f"{path} not in shared data")
+    rec = read_edf(SHARED_DATA / path)
+    m = resolve_montage(rec.labels, DOUBLE_BANANA)
+    assert m.missing == [] and len(DOUBLE_BANANA) == 18 == len(set(DOUBLE_BANANA))
+
+
+def test_channel_window_features_do_not_see_a_channel_gain():
+    spec = FeatureSpec(channels=DOUBLE_BANANA[:3], relative="channel-window")
+    x = np.random.default_rng(0).normal(0, 30, (3, spec.n_samples))
+    louder = x.copy()
+    louder[1] *= 5.0  # another amplifier's gain on one channel
+    tr = CWTransform(spec)
+    np.testing.assert_allclose(tr(x), tr(louder), atol=1e-3)  # up to the log_eps floor of weak cells
+    absolute = CWTransform(FeatureSpec(channels=DOUBLE_BANANA[:3]))
+    assert np.abs(absolute(x) - absolute(louder)).max() > 1.0  # the absolute features do see it
+
+
+def test_leave_one_patient_out_tests_each_patient_once_and_never_trains_on_it(chbmit_dir, neonatal_dir):
+    from models.data import WindowSet, build_windows
+    from models.evaluate import leave_one_patient_out
+
+    spec = tiny_spec()
+    ws = WindowSet.concat([build_windows(chbmit_dir, spec, hop_s=10, seizure_hop_s=5, log=lambda *_: None),
+                           build_windows(neonatal_dir, spec, hop_s=10, seizure_hop_s=5, log=lambda *_: None)])
+    folds = leave_one_patient_out(ws)
+    pats = ws.patients
+    seizure_pats = sorted({p for p, la in zip(pats, ws.label) if la >= 0.5})
+    assert len(folds) == len(seizure_pats) == 30  # 28 babies + chb01 + chb02
+    for fold, pat in zip(folds, seizure_pats):
+        assert fold.name == f"lopo:{pat}"
+        for a, b in ((fold.test, fold.train), (fold.val, fold.train), (fold.test, fold.val)):
+            assert not set(pats[a]) & set(pats[b])
+        held_out_free = set(pats[fold.test]) - {pat}
+        assert len(held_out_free) == 1 and not (ws.label[np.isin(pats, list(held_out_free))] > 0).any()
+        assert (ws.label[fold.val] >= 0.5).any()  # thresholds are chosen on other patients' seizures
+    # the other CHB-MIT child is never taken from training for validation
+    assert "chb02" in set(pats[folds[seizure_pats.index("chb01")].train])
+
+
+def test_line_length_and_band_power_peers_measure_what_they_say():
+    sf = 256.0
+    t = np.arange(2560) / sf
+    theta = 40 * np.sin(2 * np.pi * 6 * t)[None]
+    assert line_length(3 * theta) == pytest.approx(3 * line_length(theta))
+    shares = relative_band_powers(np.vstack([theta, 40 * np.sin(2 * np.pi * 20 * t)]), sf)
+    assert np.argmax(shares[0]) == 1 and np.argmax(shares[1]) == 3  # theta, beta
+    assert np.all(np.isfinite(relative_band_powers(np.zeros((1, 2560)), sf)))
+
+
+def test_peers_travel_with_the_model_into_onnx_and_score_the_same(tiny_model):
+    from models.train import load_checkpoint
+    from runtime.peers import ClassicalPeers
+    from runtime.scorer import Scorer
+
+    _, _, _, meta = load_checkpoint(tiny_model["checkpoint"])
+    from_ckpt = ClassicalPeers.from_dict(meta["classical_peers"])
+    scorer = Scorer(tiny_model["onnx"])
+    assert scorer.peers == from_ckpt
+    ws = tiny_model["windows"]
+    s = scorer.peers.scores(ws.line_length, ws.band_power)
+    y = ws.label >= 0.5
+    from runtime.metrics import auroc
+
+    assert auroc(y, s["line_length"]) > 0.8  # synthetic seizures are larger and rhythmic
+    assert 0 < scorer.peers.band_power_threshold < 1
+
+
+def test_threshold_for_specificity_keeps_false_positives_that_rare():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(1000), np.ones(50)]
+    p = np.r_[rng.uniform(0, 1, 1000), rng.uniform(0.5, 1, 50)]
+    t = threshold_for_specificity(y, p, 0.99)
+    assert np.mean(p[:1000] >= t) <= 0.01 and np.mean(p[:1000] >= t - 0.01) > 0.005
+
+
+def test_event_counts_agree_with_timescoring_reference():
+    ts = pytest.importorskip("timescoring")
+    from timescoring.annotations import Annotation
+    from timescoring.scoring import EventScoring
+
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        dur = float(rng.integers(600, 4000))
+
+        def events(n, max_len):
+            out, t = [], 0.0
+            for _ in range(n):
+                t += float(rng.uniform(1, 400))
+                length = float(rng.uniform(1, max_len))
+                if t + length >= dur:
+                    break
+                out.append((round(t, 1), round(t + length, 1)))
+                t += length
+            return out
+
+        ref, hyp = events(rng.integers(0, 3), 800), events(rng.integers(0, 6), 400)
+        want = EventScoring(Annotation(ref, 10, int(dur * 10)), Annotation(hyp, 10, int(dur * 10)))
+        got = score_events(ref, hyp, dur)
+        assert (got.n_ref, got.tp_ref, got.fp) == (want.refTrue, want.tp, want.fp), (ref, hyp)
+    assert ts is not None
+
+
+def test_an_alarm_running_long_before_onset_is_a_false_alarm_not_an_early_detection():
+    # positive from 9 s of a 500-s recording whose seizure starts at 350 s
+    c = score_events([(350, 420)], [(9, 500)], 500)
+    assert c.fp == 1 and c.latencies_s == [] and c.already_alarming == 1
+    fresh = score_events([(350, 420)], [(356, 400)], 500)
+    assert fresh.latencies_s == [6] and fresh.fp == 0
+
+
+def test_long_seizures_report_one_latency_from_their_real_onset():
+    c = score_events([(100, 800)], [(110, 120), (450, 460)], 3600)
+    assert c.n_ref == 3 and c.latencies_s == [10]
+
+
+def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(tiny_model, synthetic_dir,
+                                                                                 tmp_path):
+    from test_cli import _ictal
+
+    r = _ictal("evaluate", tiny_model["onnx"], synthetic_dir, "-o", tmp_path, "--hop", "5")
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "metrics.json").read_text()
+    assert "NaN" not in text
+    m = json.loads(text)
+    assert set(m["classical_peers"]) == {"line_length", "band_power"}
+    assert m["seizure_free"]["duration_h"] > 0  # syn02 and syn04 have no seizure
+    rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
+    assert {"recording", "start_s", "end_s", "seizure_fraction", "p", "line_length", "band_power"} <= set(rows[0])
+    assert len(rows) == sum(1 for _ in rows) and float(rows[0]["end_s"]) - float(rows[0]["start_s"]) == 10.0
+    assert "line_length" in r.stdout and "/24 h" in r.stdout
+
+
+def test_evaluate_refuses_zero_filling_more_than_a_quarter_of_channels(tiny_model, synthetic_dir, tmp_path):
+    from test_cli import _ictal
+
+    r = _ictal("evaluate", tiny_model["onnx"], synthetic_dir, "-o", tmp_path, "--allow-missing", "10")
+    assert r.returncode == 2 and "quarter" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
