@@ -14,7 +14,7 @@ from runtime.features import CHBMIT_CHANNELS, DOUBLE_BANANA, FeatureSpec
 
 from .data import WindowSet, build_windows, iter_recordings
 from .evaluate import (cross_patient, leave_one_patient_out, leave_one_seizure_out, run_folds,
-                       score_methods, summarise, write_json, write_metrics)
+                       cv_markdown, score_methods, summarise, write_json, write_metrics)
 from .train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
 
 NEG_SOURCE = "negatives"
@@ -97,6 +97,7 @@ def train_main(args) -> int:
     print(f"wrote {out} (+ {out.with_suffix('.json').name}); threshold {thr:.3f}")
     if cv:
         write_json(cv, out.with_suffix(".cv.json"))
+        out.with_suffix(".cv.md").write_text("\n".join(cv_markdown(r, name) for name, r in cv.items()))
         for name, res in cv.items():
             _print_cv(name, res)
     return 0

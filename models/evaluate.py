@@ -290,3 +290,36 @@ def compare_to_peers(per_fold: list[dict]) -> dict:
                          "event_wins": sum(r["events_better_or_equal_at_no_more_false_alarms"] for r in rows),
                          "n_folds": len(rows)}
     return out
+
+
+def _fmt(v, spec=".2f") -> str:
+    return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
+
+
+def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
+    """A Markdown table of a cross-validation result: per fold, model beside each peer."""
+    methods = list(res["pooled"])
+    head = ["fold"] + [f"{m} AUROC" for m in methods] + [f"{m} events" for m in methods] + \
+        [f"{m} FA (seizure-free h)" for m in methods]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for f in res["folds"]:
+        r = f["methods"]
+        row = [f["fold"].split(":", 1)[-1]]
+        row += [_fmt(r[m]["window"]["auroc"]) for m in methods]
+        row += [f"{r[m]['event']['detected']}/{r[m]['event']['n_events']}" for m in methods]
+        row += [f"{r[m]['seizure_free']['false_alarms'] + r[m]['event']['false_alarms']} "
+                f"({_fmt(r[m]['seizure_free']['duration_h'])} h)" for m in methods]
+        lines.append("| " + " | ".join(row) + " |")
+    aucs = {m: [f["methods"][m]["window"]["auroc"] for f in res["folds"]] for m in methods}
+    lines += ["", "| pooled | " + " | ".join(methods) + " |", "|" + " --- |" * (len(methods) + 1)]
+    for label, fn in (("median fold AUROC", lambda m: _fmt(float(np.nanmedian(np.asarray(aucs[m], float))))),
+                      ("mean fold AUROC", lambda m: _fmt(float(np.nanmean(np.asarray(aucs[m], float))))),
+                      ("events detected", lambda m: f"{res['pooled'][m]['event']['detected']}/"
+                                                    f"{res['pooled'][m]['event']['n_events']}"),
+                      ("FA / 24 h, held-out seizure-free EEG",
+                       lambda m: _fmt(res["pooled"][m]["seizure_free"]["false_alarms_per_24h"], ".0f"))):
+        lines.append(f"| {label} | " + " | ".join(fn(m) for m in methods) + " |")
+    for peer, c in res.get("comparison", {}).items():
+        lines.append(f"\nModel vs {peer}: window AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
+                     f"sensitivity ≥ peer at no more false alarms in {c['event_wins']}/{c['n_folds']}.")
+    return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""`ictal demo`: replay a bundled real seizure clip (held out of training) over
+"""`ictal demo`: replay a bundled real seizure clip of a patient the shipped model was
+never trained on (CHB-MIT chb01, a whole patient held out) over
 LSL on loopback into the monitor; print each alert with its delay from the
 annotated onset; write the explanations (JSON + PNG) and a timeline figure."""
 from __future__ import annotations
