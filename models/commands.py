@@ -159,7 +159,7 @@ def evaluate_main(args) -> int:
             for m, (p, _) in methods.items():
                 methods_p.setdefault(m, []).append(p.astype(np.float32))
             # the features are dropped: only windows' labels and scores stay in memory
-            kept.append(WindowSet(rec.x[:0].reshape(0, *rec.x.shape[1:]), rec.windows, rec.source, rec.recordings))
+            kept.append(WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings))
     if not kept:
         raise ValueError(f"{args.data}: no recording is long enough for one {spec.window_s:g}-s window")
     ws = WindowSet.concat(kept)
