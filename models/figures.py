@@ -38,49 +38,43 @@ def confusion_matrix_figure(confusion: dict, path: str | Path, title: str = "Win
 
 # ---------------------------------------------------------------- interpretation figures
 from runtime.channels import unique_labels  # noqa: E402
-from runtime.figures import BAND_LABELS, REGION_LABELS, draw_matrix  # noqa: E402
+from runtime.figures import draw_eeg, draw_matrix  # noqa: E402
+
+JOINT_LABEL = "joint occlusion Δlogit (red: evidence for seizure)"
+FRI_LABEL = "method's FRI = FI (max 1) × RI (region Δlogit, negatives as 0)"
 
 
-def matrices_figure(matrices, titles, path, suptitle: str, stds=None) -> Path:
-    """One 5×5 band × region matrix per panel, sharing one colour scale."""
-    n = len(matrices)
-    ncols = min(n, 4)
-    nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols + 0.8, 3.3 * nrows + 0.6), dpi=110, squeeze=False)
-    vmax = max(float(np.max(m)) for m in matrices) or 1e-12
-    for k, ax in enumerate(axes.flat):
-        if k >= n:
-            ax.axis("off")
-            continue
-        im = draw_matrix(ax, np.asarray(matrices[k]), titles[k], vmax=vmax, cbar=False)
-        if stds is not None:
-            for i in range(5):
-                for j in range(5):
-                    ax.text(j, i + 0.32, f"±{stds[k][i][j]:.1g}", ha="center", va="center", fontsize=5,
-                            color="grey")
-        if k % ncols:
-            ax.set_yticklabels([])
-    cb = fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.025, pad=0.02)
-    cb.set_label("importance = band (Grad-CAM, max = 1) × region (occlusion |Δp|)", fontsize=7)
+def matrices_figure(joints, fris, titles, path, suptitle: str, joint_stds=None, fri_stds=None) -> Path:
+    """Per panel column: the joint band × region occlusion matrix (top row) and the method's
+    FRI (bottom row). Each matrix has its own colour scale: a shared one blanks the weak panels."""
+    n = len(joints)
+    fig, axes = plt.subplots(2, n, figsize=(3.9 * n + 0.6, 7.2), dpi=110, squeeze=False)
+    for k in range(n):
+        for row, (mats, stds, signed, label) in enumerate(((joints, joint_stds, True, JOINT_LABEL),
+                                                           (fris, fri_stds, False, FRI_LABEL))):
+            ax = axes[row, k]
+            draw_matrix(ax, np.asarray(mats[k]), (titles[k] + "\n" if row == 0 else "") +
+                        ("joint band × region occlusion" if row == 0 else "method's FRI (rank 1)"),
+                        signed=signed, cbar_label=label if k == n - 1 else "")
+            if stds is not None:
+                for i in range(5):
+                    for j in range(5):
+                        ax.text(j, i + 0.32, f"±{stds[k][i][j]:.1g}", ha="center", va="center", fontsize=5,
+                                color="grey")
+            if k:
+                ax.set_yticklabels([])
     fig.suptitle(suptitle, fontsize=9)
+    fig.tight_layout()
     path = Path(path)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def _eeg_panel(ax, t, traces, labels, scale_uv=None):
-    scale_uv = scale_uv or float(np.percentile(np.abs(traces), 99)) * 2 or 1.0
-    for k, (tr, lab) in enumerate(zip(traces, labels)):
-        ax.plot(t, tr / scale_uv - k, lw=0.5, color="black")
-    ax.set_yticks(-np.arange(len(labels)), labels, fontsize=7)
-    ax.set_ylim(-len(labels) + 0.3, 0.9)
-    return scale_uv
-
-
 def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, segs, path, n_channels: int = 6):
     """The method's local interpretation: EEG of the most important channels with true and predicted
-    seizure intervals, the time-frequency power, the Grad-CAM map, and the 5×5 matrix under each segment."""
+    seizure intervals, the time-frequency power, the Grad-CAM map, and the joint occlusion matrix
+    under each segment."""
     spec = interp.spec
     sf = spec.sfreq_hz
     t0, t1 = segs[0].start_s, segs[-1].end_s
@@ -93,7 +87,7 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
     gs = fig.add_gridspec(4, n, height_ratios=[2.2, 1.3, 1.3, 1.6], hspace=0.45, wspace=0.15)
     ax_eeg = fig.add_subplot(gs[0, :])
     t = np.arange(i0, i1) / sf
-    scale = _eeg_panel(ax_eeg, t, data[top, i0:i1], [f"{labels[c]} (CI {mean_ci[c]:.2g})" for c in top])
+    scale = draw_eeg(ax_eeg, t, data[top, i0:i1], [f"{labels[c]} (|Δlogit| {mean_ci[c]:.2g})" for c in top])
     for sz in seizures:
         if sz.end_s > t0 and sz.start_s < t1:
             ax_eeg.axvspan(max(sz.start_s, t0), min(sz.end_s, t1), color="#f4a582", alpha=0.35, lw=0)
@@ -101,44 +95,44 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
         if s.p >= interp.threshold:
             ax_eeg.plot([s.start_s, s.end_s], [0.75, 0.75], color="#b2182b", lw=5, solid_capstyle="butt")
         ax_eeg.axvline(s.start_s, color="grey", lw=0.5, ls=":")
-    ax_eeg.set_xlim(t0, t1)
-    ax_eeg.set_xlabel("time (s)")
+    ax_eeg.set_xlabel("time in recording (s)")
     from matplotlib.patches import Patch
     ax_eeg.legend(handles=[Patch(color="#f4a582", alpha=0.5, label="annotated seizure (true)"),
                            Patch(color="#b2182b", label=f"predicted seizure (p ≥ {interp.threshold:.2f})")],
                   fontsize=7, loc="upper right", ncol=2)
-    ax_eeg.set_title(f"{name} · EEG of the {len(top)} most important channels (occlusion) · "
-                     f"vertical scale: {scale:.0f} µV between traces", fontsize=9)
+    ax_eeg.set_title(f"{name} · EEG of the {len(top)} most important channels (occlusion, mean |Δlogit|) · "
+                     f"traces {scale:g} µV apart", fontsize=9)
     freqs = np.asarray(spec.freqs_hz)
     power = np.concatenate([interp.transform.log_power(data[:, int(s.start_s * sf): int(s.start_s * sf) +
                                                              spec.n_samples]).mean(axis=0) for s in segs], axis=1)
     cams = np.concatenate([s.fti_raw / (s.fti_raw.max() or 1.0) for s in segs], axis=1)
     extent = [t0, t1, freqs[0], freqs[-1]]
-    ax_p = fig.add_subplot(gs[1, :], sharex=ax_eeg)
+    ax_p = fig.add_subplot(gs[1, :])
     im = ax_p.imshow(power, aspect="auto", origin="lower", extent=extent, cmap="viridis")
     ax_p.set_ylabel("frequency (Hz)")
     ax_p.set_title("time-frequency power (CWT, mean over channels)", fontsize=9)
     fig.colorbar(im, ax=ax_p, fraction=0.02, pad=0.01).set_label("log10 µV²", fontsize=7)
-    ax_c = fig.add_subplot(gs[2, :], sharex=ax_eeg)
+    ax_c = fig.add_subplot(gs[2, :])
     im = ax_c.imshow(cams, aspect="auto", origin="lower", extent=extent, cmap="inferno", vmin=0, vmax=1)
     ax_c.set_ylabel("frequency (Hz)")
-    ax_c.set_xlabel("time (s)")
-    ax_c.set_title("Grad-CAM time-frequency importance (each segment scaled to its maximum)", fontsize=9)
+    ax_c.set_xlabel("time in recording (s)")
+    ax_c.set_title(f"Grad-CAM ({interp.cam_layer}) time-frequency importance (each segment scaled to its maximum)",
+                   fontsize=9)
     fig.colorbar(im, ax=ax_c, fraction=0.02, pad=0.01).set_label("relative importance", fontsize=7)
     for ax in (ax_p, ax_c):
-        for (lo, hi) in [(4, 4), (8, 8), (14, 14), (30, 30)]:
-            ax.axhline(lo, color="white", lw=0.4, ls="--")
+        ax.set_xlim(t0, t1)
+        for edge in (4, 8, 14, 30):
+            ax.axhline(edge, color="white", lw=0.4, ls="--")
         for s in segs:
             ax.axvline(s.start_s, color="white", lw=0.6)
-    vmax = max(float(np.max(s.matrix)) for s in segs) or 1e-12
     for k, s in enumerate(segs):
         ax = fig.add_subplot(gs[3, k])
-        im = draw_matrix(ax, s.matrix, f"{s.start_s:g}–{s.end_s:g} s · p={s.p:.2f}", vmax=vmax, cbar=False)
+        draw_matrix(ax, s.joint, f"{s.start_s:g}–{s.end_s:g} s · p={s.p:.2f}", signed=True, cbar=False)
         if k:
             ax.set_yticklabels([])
         ax.tick_params(labelsize=6)
-    fig.colorbar(im, ax=fig.axes[-n:], fraction=0.02, pad=0.01).set_label("band × region importance", fontsize=7)
-    fig.suptitle(f"Local interpretation · model {interp.name}", fontsize=11)
+    fig.suptitle(f"Local interpretation · model {interp.name} · bottom: joint band × region occlusion "
+                 f"(Δlogit, red = evidence for seizure, each matrix on its own scale)", fontsize=10)
     path = Path(path)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)

@@ -2,10 +2,13 @@
 
 Per segment: Grad-CAM on the last residual block → time-frequency importance
 FTI (raw, and normalised for display); FI per band = mean over time, then over
-each band's frequencies; CI_j = |p(x) − p(x with channel j from the baseline)|
-(the runtime's batched occlusion; baseline = the quietest 10-s window in the
-60 s before the segment); RI = mean CI per region; FRI = FI_rel ⊗ RI, with
-FI_rel scaled so its largest band is 1 (the matrix keeps RI's |Δp| units).
+each band's frequencies. Occlusion with a baseline (the quietest 10-s window in
+the 60 s before the segment), all in one batch (runtime.occlusion): CI_j =
+|Δlogit| when channel j is replaced, RI = mean CI per region, and the method's
+FRI = FI_rel ⊗ RI (FI_rel: largest band = 1), which is rank 1 by construction.
+Beside it, the joint matrix J[band, region] = Δlogit when only that band of that
+region's channels is replaced: the band × region matrix that can say "theta on
+the left, alpha on the right".
 """
 from __future__ import annotations
 
@@ -17,10 +20,10 @@ import numpy as np
 import torch
 
 from runtime.annotations import Seizure, seizures_for_file
-from runtime.channels import REGIONS, unique_labels
+from runtime.channels import REGIONS
 from runtime.edf import read_edf
 from runtime.features import BANDS_HZ, CWTransform
-from runtime.occlusion import band_region_matrix, channel_importance, region_importance
+from runtime.occlusion import Occlusion, band_region_matrix, occlude
 from runtime.windows import condition_recording
 
 from .explain import GradCAM, band_importance, relative
@@ -34,36 +37,64 @@ class TorchScorer:
         self.model, self.batch_size = model.eval(), batch_size
 
     @torch.no_grad()
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
         x = x[None] if x.ndim == 3 else x
-        return np.concatenate([torch.sigmoid(self.model(torch.as_tensor(x[i:i + self.batch_size]))).numpy()
+        return np.concatenate([self.model(torch.as_tensor(x[i:i + self.batch_size])).numpy()
                                for i in range(0, len(x), self.batch_size)]).astype(np.float64)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-self.predict_logits(x)))
 
 
 @dataclasses.dataclass
 class SegmentExplanation:
     start_s: float
     end_s: float
-    p: float
     seizure_overlap: float
     fi: dict  # raw Grad-CAM importance per band
     fi_rel: dict  # largest band = 1
-    ri: dict  # mean |Δp| per region
-    ci: np.ndarray  # (n_channels,)
-    matrix: np.ndarray  # (5 bands, 5 regions)
+    occlusion: Occlusion
     fti_raw: np.ndarray  # (n_freqs, n_columns)
     baseline: dict
 
-    def to_json(self, channels) -> dict:
+    @property
+    def p(self) -> float:
+        return self.occlusion.p
+
+    @property
+    def ci(self) -> np.ndarray:
+        return self.occlusion.ci
+
+    @property
+    def ri(self) -> dict:
+        return self.occlusion.region_importance()
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The method's FRI = FI_rel ⊗ RI."""
+        return band_region_matrix(self.fi_rel, self.ri)
+
+    @property
+    def joint(self) -> np.ndarray:
+        """Joint band × region occlusion, Δlogit."""
+        return self.occlusion.joint_dlogit
+
+    @property
+    def dominant_band(self) -> str:
+        return max(self.fi_rel, key=self.fi_rel.get)
+
+    @property
+    def dominant_region(self) -> str:
+        return max(self.ri, key=self.ri.get)
+
+    def to_json(self, channels=None) -> dict:
         return {"start_s": self.start_s, "end_s": self.end_s, "p_seizure": round(self.p, 6),
                 "seizure_overlap": round(self.seizure_overlap, 3), "band_importance_raw": self.fi,
-                "band_importance": self.fi_rel, "region_importance": self.ri,
-                "channel_importance": dict(zip(unique_labels(channels), np.round(self.ci, 6).tolist())),
-                "matrix": np.round(self.matrix, 8).tolist(),
-                "matrix_axes": {"rows": list(BANDS_HZ), "columns": list(REGIONS)},
-                "dominant_band": max(self.fi_rel, key=self.fi_rel.get),
-                "dominant_region": max(self.ri, key=self.ri.get), "baseline": self.baseline}
+                "band_importance": self.fi_rel, **self.occlusion.to_json(),
+                "fri_matrix": np.round(self.matrix, 8).tolist(),
+                "dominant_band": self.dominant_band, "dominant_region": self.dominant_region,
+                "baseline": self.baseline}
 
 
 class Interpreter:
@@ -107,17 +138,14 @@ class Interpreter:
         out = []
         for start_s in starts_s:
             i = int(round(start_s * sf))
-            x = self.transform(data[:, i:i + n])
+            log_power = self.transform.log_power(data[:, i:i + n])
             base, base_info = self._baseline(data, i, seizures)
-            p, ci = channel_importance(self.scorer, x, self.transform(base))
-            fti = self.cam.attribute(x)[0]
+            occ = occlude(self.scorer, self.spec, log_power, self.transform.log_power(base))
+            fti = self.cam.attribute(self.spec.normalise(log_power))[0]
             fi = band_importance(fti, self.spec)
-            fi_rel = relative(fi)
-            ri = region_importance(ci, self.spec.channels)
             end_s = start_s + self.spec.window_s
             ov = sum(max(0.0, min(end_s, sz.end_s) - max(start_s, sz.start_s)) for sz in seizures) / self.spec.window_s
-            out.append(SegmentExplanation(float(start_s), float(end_s), p, ov, fi, fi_rel, ri, ci,
-                                          band_region_matrix(fi_rel, ri), fti, base_info))
+            out.append(SegmentExplanation(float(start_s), float(end_s), ov, fi, relative(fi), occ, fti, base_info))
         return out
 
     def explain_file(self, edf: str | Path, start_s: float, end_s: float, allow_missing: int = 0):
@@ -143,21 +171,25 @@ def write_explanation(interp: Interpreter, edf, rec, data, seizures, segs, out_d
            "seizures": [(s.start_s, s.end_s) for s in seizures],
            "segments": [s.to_json(interp.spec.channels) for s in segs],
            "method": "FI: Grad-CAM (last residual block), mean over time then over band; CI: occlusion with "
-                     "the quietest preceding 10-s window, |dp|; RI: mean CI per region; matrix = FI_rel x RI"}
+                     "the quietest preceding 10-s window, |dlogit|; RI: mean CI per region; fri_matrix = FI_rel x RI "
+                     "(rank 1); joint_dlogit[band][region] = logit drop when only that band of that region's "
+                     "channels is taken from the baseline"}
     (out / "explanation.json").write_text(json.dumps(doc, indent=2) + "\n")
     raw = np.stack([s.fti_raw for s in segs])
     np.savez_compressed(out / "explanation_maps.npz", fti_raw=raw,
                         fti_display=GradCAM.normalise(raw), starts_s=[s.start_s for s in segs],
                         freqs_hz=np.asarray(interp.spec.freqs_hz))
-    matrices_figure([s.matrix for s in segs], [f"{s.start_s:g}–{s.end_s:g} s\np={s.p:.2f}" for s in segs],
-                    out / "matrices.png", f"{Path(edf).name} · band × region importance per 10-s segment")
+    matrices_figure([s.joint for s in segs], [s.matrix for s in segs],
+                    [f"{s.start_s:g}–{s.end_s:g} s · p={s.p:.2f}" for s in segs], out / "matrices.png",
+                    f"{Path(edf).name} · band × region importance per 10-s segment")
     local_interpretation_figure(interp, Path(edf).name, data, seizures, segs, out / "local_interpretation.png")
     return doc
 
 
 def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: str | Path,
                           allow_missing: int = 0, log=print) -> dict:
-    """Mean (and std) FRI matrix over the seizure segments of every seizure, per patient and overall.
+    """Mean (and std) joint occlusion matrix and FRI over the seizure segments of every seizure,
+    per patient and overall.
 
     Each seizure contributes its non-overlapping 10-s segments from onset that lie ≥ 50 % inside it.
     """
@@ -165,7 +197,7 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
 
     from .figures import matrices_figure
 
-    per_patient: dict[str, list[np.ndarray]] = {}
+    per_patient: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     rows = []
     for lr in find_labelled_recordings(data_dir):
         if not lr.seizures:
@@ -179,25 +211,34 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
             if not starts and sz.end_s - sz.start_s > 0 and dur >= interp.spec.window_s:
                 starts = [min(sz.start_s, dur - interp.spec.window_s)]
             segs = interp.explain_segments(data, starts, lr.seizures)
-            m = np.mean([s.matrix for s in segs], axis=0)
-            per_patient.setdefault(lr.patient, []).append(m)
+            joint, fri = np.mean([s.joint for s in segs], axis=0), np.mean([s.matrix for s in segs], axis=0)
+            per_patient.setdefault(lr.patient, []).append((joint, fri))
             rows.append({"seizure": sz.seizure_id, "patient": lr.patient, "segments": len(segs),
-                         "mean_p": float(np.mean([s.p for s in segs])), "matrix": m.round(8).tolist()})
+                         "mean_p": float(np.mean([s.p for s in segs])), "joint_dlogit": joint.round(6).tolist(),
+                         "fri_matrix": fri.round(8).tolist(),
+                         "dominant_band": max(BANDS_HZ, key=lambda b: np.mean([s.fi_rel[b] for s in segs]))})
             log(f"{sz.seizure_id}: {len(segs)} segment(s), mean p {rows[-1]['mean_p']:.2f}")
     if not rows:
         raise ValueError(f"{data_dir}: no seizures to interpret")
-    allm = np.array([r["matrix"] for r in rows])
-    doc = {"model": interp.name, "data": str(data_dir), "n_seizures": len(rows),
-           "overall": {"mean": allm.mean(0).tolist(), "std": allm.std(0).tolist()},
-           "per_patient": {p: {"n_seizures": len(v), "mean": np.mean(v, 0).tolist(), "std": np.std(v, 0).tolist()}
-                           for p, v in per_patient.items()},
+
+    def stats(pairs):
+        j, f = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+        return {"n_seizures": len(pairs), "joint_mean": j.mean(0).tolist(), "joint_std": j.std(0).tolist(),
+                "fri_mean": f.mean(0).tolist(), "fri_std": f.std(0).tolist()}
+
+    every = [pair for v in per_patient.values() for pair in v]
+    doc = {"model": interp.name, "data": str(data_dir), "n_seizures": len(rows), "overall": stats(every),
+           "per_patient": {p: stats(v) for p, v in per_patient.items()},
            "seizures": rows, "matrix_axes": {"rows": list(BANDS_HZ), "columns": list(REGIONS)}}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "global_interpretation.json").write_text(json.dumps(doc, indent=2) + "\n")
-    mats = [allm.mean(0)] + [np.mean(v, 0) for v in per_patient.values()]
-    stds = [allm.std(0)] + [np.std(v, 0) for v in per_patient.values()]
-    titles = [f"all patients ({len(rows)} seizures)"] + [f"{p} ({len(v)} seizures)" for p, v in per_patient.items()]
-    matrices_figure(mats, titles, out / "global_interpretation.png",
-                    f"Global interpretation · model {interp.name} · mean band × region importance (± std)", stds=stds)
+    # overall, then the patients with the most seizures (a figure of 30 columns is unreadable)
+    shown = sorted(per_patient, key=lambda p: -len(per_patient[p]))[:4]
+    panels = [("all patients", doc["overall"])] + [(p, doc["per_patient"][p]) for p in shown]
+    matrices_figure([d["joint_mean"] for _, d in panels], [d["fri_mean"] for _, d in panels],
+                    [f"{name} ({d['n_seizures']} seizures)" for name, d in panels], out / "global_interpretation.png",
+                    f"Global interpretation · model {interp.name} · mean over seizures (± std); "
+                    f"{len(shown)} of {len(per_patient)} patients shown, all in global_interpretation.json",
+                    joint_stds=[d["joint_std"] for _, d in panels], fri_stds=[d["fri_std"] for _, d in panels])
     return doc

@@ -16,52 +16,107 @@ BAND_LABELS = [f"{b} {lo:g}–{hi:g} Hz" for b, (lo, hi) in BANDS_HZ.items()]
 REGION_LABELS = ["frontal", "central", "parietal-\noccipital", "left\ntemporal", "right\ntemporal"]
 
 
-def draw_matrix(ax, matrix: np.ndarray, title: str, vmax: float | None = None, cbar: bool = True):
-    """A 5×5 band × region importance matrix with labelled axes and a colour bar."""
-    im = ax.imshow(matrix, cmap="magma_r", vmin=0, vmax=vmax or max(float(np.max(matrix)), 1e-12), aspect="auto")
+def draw_matrix(ax, matrix: np.ndarray, title: str, vmax: float | None = None, cbar: bool = True,
+                signed: bool = False, cbar_label: str = "importance (FI × RI)"):
+    """A 5×5 band × region matrix with labelled axes, values in the cells and a colour bar.
+    signed=True: diverging map symmetric around 0 (red = evidence for seizure); else sequential magma."""
+    m = np.asarray(matrix, dtype=float)
+    lim = vmax or max(float(np.max(np.abs(m))), 1e-12)
+    if signed:
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+    else:
+        im = ax.imshow(m, cmap="magma_r", vmin=0, vmax=lim, aspect="auto")
     ax.set_xticks(range(len(REGIONS)), REGION_LABELS, fontsize=7, rotation=35, ha="right",
                   rotation_mode="anchor")
     ax.set_yticks(range(len(BAND_LABELS)), BAND_LABELS, fontsize=7)
     ax.set_title(title, fontsize=8)
-    for i in range(matrix.shape[0]):
-        for j in range(matrix.shape[1]):
-            v = matrix[i, j]
-            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=6,
-                    color="white" if v > 0.6 * im.get_clim()[1] else "black")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            v = m[i, j]
+            dark = abs(v) > 0.6 * lim
+            ax.text(j, i, f"{v:.2g}", ha="center", va="center", fontsize=6, color="white" if dark else "black")
     if cbar:
         cb = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
-        cb.set_label("importance (FI × RI)", fontsize=7)
+        cb.set_label(cbar_label, fontsize=7)
         cb.ax.tick_params(labelsize=6)
     return im
 
 
-def alert_explanation_figure(payload: dict, path: str | Path) -> Path:
-    """Channel and region importance bars (occlusion), plus the 5×5 matrix when Grad-CAM ran."""
-    ci = payload["channel_importance"]
-    ri = payload["region_importance"]
-    has_matrix = "matrix" in payload
-    ncols = 3 if has_matrix else 2
-    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.6), dpi=110,
-                             gridspec_kw={"width_ratios": [1.4, 1] + ([1.3] if has_matrix else [])})
-    labels = list(ci)
-    vals = np.array([ci[k] for k in labels])
-    order = np.argsort(vals)
-    axes[0].barh(np.arange(len(labels)), vals[order], color="#c0392b")
-    axes[0].set_yticks(np.arange(len(labels)), [labels[i] for i in order], fontsize=6)
-    axes[0].set_xlabel("channel importance |Δp(seizure)| when occluded")
-    axes[0].set_title("Channels (occlusion with the quietest preceding window)", fontsize=8)
-    axes[1].bar(range(len(REGIONS)), [ri[r] for r in REGIONS], color="#2c7fb8")
-    axes[1].set_xticks(range(len(REGIONS)), REGION_LABELS, fontsize=7)
-    axes[1].set_ylabel("region importance (mean |Δp|)")
-    axes[1].set_title("Scalp regions", fontsize=8)
-    if has_matrix:
-        draw_matrix(axes[2], np.asarray(payload["matrix"]), "Band × region (Grad-CAM FI ⊗ occlusion RI)")
-    fig.suptitle(f"Alert #{payload['alert_id']} at LSL t = {payload['t_lsl']:.1f} s · p(seizure) = "
-                 f"{payload['p']:.2f} · model {payload['model']} · top: {', '.join(payload['top_regions'])}",
-                 fontsize=9)
-    fig.tight_layout()
+def draw_eeg(ax, t, traces, labels, scale_uv: float | None = None) -> float:
+    """Stacked EEG traces, one `scale_uv` apart, with a vertical µV scale bar at the right."""
+    traces = np.asarray(traces, dtype=float)
+    if scale_uv is None:
+        scale_uv = float(np.percentile(np.abs(traces), 99)) * 2 if traces.size else 0.0
+    scale_uv = nice_uv(scale_uv or 1.0)
+    for k, tr in enumerate(traces):
+        ax.plot(t, tr / scale_uv - k, lw=0.5, color="black")
+    ax.set_yticks(-np.arange(len(labels)), labels, fontsize=7)
+    ax.set_ylim(-len(labels) + 0.3, 0.9)
+    x = t[-1] + 0.01 * (t[-1] - t[0])
+    ax.plot([x, x], [0.3, -0.7], color="#b2182b", lw=2, clip_on=False)  # exactly scale_uv tall
+    ax.text(x, -0.2, f" {scale_uv:g} µV", fontsize=7, color="#b2182b", va="center", ha="left", clip_on=False)
+    ax.set_xlim(t[0], x)
+    return scale_uv
+
+
+def nice_uv(v: float) -> float:
+    """Round a scale up to 1, 2 or 5 × 10^k µV, as on an EEG reader's sensitivity selector."""
+    k = 10 ** np.floor(np.log10(v))
+    return float(next(m * k for m in (1, 2, 5, 10) if m * k >= v))
+
+
+def _clock(wall_time: float | None) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(wall_time)) if wall_time else "?"
+
+
+def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Path | None = None,
+                             n_traces: int = 6) -> Path:
+    """The alerting window's EEG (most important channels, µV scale bar), per-channel Δlogit,
+    the joint band × region occlusion matrix, and the method's FRI when Grad-CAM ran."""
+    labels = list(payload["channel_dlogit"])
+    dl = np.array([payload["channel_dlogit"][k] for k in labels])
+    has_fri = "fri_matrix" in payload
+    ncols = 3 if has_fri else 2
+    fig = plt.figure(figsize=(5.2 * ncols, 8.4), dpi=110)
+    gs = fig.add_gridspec(2, ncols, height_ratios=[1, 1.15], hspace=0.45, wspace=0.45)
+    ax_eeg = fig.add_subplot(gs[0, :])
+    top = np.argsort(-np.abs(dl))[:n_traces]
+    eeg_path = Path(eeg_path) if eeg_path else Path(path).with_suffix(".npz")
+    t_end = payload.get("t_stream_s")
+    if eeg_path.exists():
+        with np.load(eeg_path) as z:
+            eeg, sf = z["eeg_uv"], float(z["sfreq_hz"])
+        t = np.arange(eeg.shape[1]) / sf + ((t_end - eeg.shape[1] / sf) if t_end is not None else 0.0)
+        scale = draw_eeg(ax_eeg, t, eeg[top], [f"{labels[c]} (Δlogit {dl[c]:+.2f})" for c in top])
+        ax_eeg.set_xlabel("time since the stream's first sample (s)" if t_end is not None else "time in window (s)")
+        ax_eeg.set_title(f"Alerting 10-s window: the {len(top)} channels whose occlusion moved the logit most "
+                         f"(traces {scale:g} µV apart)", fontsize=8)
+    else:
+        ax_eeg.text(0.5, 0.5, f"EEG not saved ({eeg_path.name} missing)", ha="center", va="center")
+        ax_eeg.axis("off")
+    ax = fig.add_subplot(gs[1, 0])
+    order = np.argsort(dl)
+    ax.barh(np.arange(len(labels)), dl[order], color=np.where(dl[order] >= 0, "#b2182b", "#2166ac"))
+    ax.set_yticks(np.arange(len(labels)), [labels[i] for i in order], fontsize=6)
+    ax.axvline(0, color="black", lw=0.5)
+    ax.set_xlabel("Δlogit when the channel is replaced by baseline\n(red: carried seizure evidence)", fontsize=7)
+    ax.set_title("Channels (occlusion)", fontsize=8)
+    draw_matrix(fig.add_subplot(gs[1, 1]), np.asarray(payload["joint_dlogit"]),
+                "Joint band × region occlusion\n(each cell occluded on its own)", signed=True,
+                cbar_label="Δlogit (red: evidence for seizure)")
+    if has_fri:
+        draw_matrix(fig.add_subplot(gs[1, 2]), np.asarray(payload["fri_matrix"]),
+                    "Method's FRI = Grad-CAM FI ⊗ occlusion RI\n(rank 1: an outer product)",
+                    cbar_label="FI (max 1) × RI (mean |Δlogit|)")
+    where = f"t = {t_end:.1f} s into the stream" if t_end is not None else f"LSL t = {payload['t_lsl']:.1f} s"
+    fig.suptitle(f"Alert #{payload['alert_id']} at {_clock(payload.get('wall_time'))} ({where}) · "
+                 f"p(seizure) = {payload['p']:.3f} · model {payload['model']}\n"
+                 f"top regions: {', '.join(payload['top_regions'])} · strongest cell: "
+                 f"{' in '.join(payload['joint_top_cell'])}", fontsize=9)
     path = Path(path)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return path
 

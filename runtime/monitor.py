@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from .alerts import AlertStateMachine
-from .channels import REGIONS, resolve_montage, unique_labels
+from .channels import resolve_montage, unique_labels
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, StreamError
 from .lsl import LslSource
-from .occlusion import band_region_matrix, channel_importance, region_importance
+from .occlusion import band_region_matrix, occlude
 from .scorer import Scorer
 from .sinks import ConsoleStatus, JsonlLog, LslOutputs
 
@@ -109,6 +109,7 @@ class Monitor:
         self.resampler = StreamingResampler(c, src.sfreq_hz, self.spec.sfreq_hz)
         self.filter = StreamingFilter(c, self.spec.sfreq_hz, self.spec.band_hz, self.spec.notch_hz)
         self.last_ts: float | None = None
+        self.first_t_lsl: float | None = None  # first sample's LSL time: alerts also say seconds into the stream
         self.last_data_wall = time.monotonic()
         self.stalled = False
         self.since_score = 0
@@ -189,6 +190,8 @@ class Monitor:
                 if self.console:
                     self.console.line(f"{kind}: {jump:+.2f} s at LSL t={self.last_ts:.2f}; restarting the buffer")
                 self._reset_conditioning()
+        if self.first_t_lsl is None:
+            self.first_t_lsl = float(ts[0])
         self.last_ts = float(ts[-1])
         bad = ~np.isfinite(data).all(axis=1)
         if bad.any():  # hold the last good value so NaN never enters the filter state
@@ -244,7 +247,8 @@ class Monitor:
         if bad_channels:  # zero-fill a few bad channels: the model was trained with channel drop-out
             data = data.copy()
             data[[self.spec.channels.index(c) for c in bad_channels]] = 0.0
-        feats = self.scorer.transform(data)
+        log_power = self.scorer.transform.log_power(data)
+        feats = self.spec.normalise(log_power)
         p = float(self.scorer.predict_proba(feats)[0])
         self.n_scored += 1
         event = self.alerts.update(t_end, p)
@@ -264,7 +268,7 @@ class Monitor:
             self.console.status(f"t={t_end:10.2f}  p={p:.3f} [{bar:<20}] {state}"
                                 f"{'  degraded: ' + ','.join(bad_channels) if bad_channels else ''}")
         if event:
-            self._alert(event, feats, skip)
+            self._alert(event, log_power, feats, data, skip)
 
     # ------------------------------------------------------------ alerts & explanations
     def _baseline(self, skip: int) -> tuple[np.ndarray, dict]:
@@ -285,42 +289,44 @@ class Monitor:
         return d.copy(), {"kind": kind, "t_start": float(t[0]), "t_end": float(t[-1]),
                           "mean_power_uv2": round(power, 3)}
 
-    def _alert(self, event, feats: np.ndarray, skip: int) -> None:
+    def _alert(self, event, log_power: np.ndarray, feats: np.ndarray, eeg: np.ndarray, skip: int) -> None:
         payload = {"event": event.kind, "alert_id": event.alert_id, "t_lsl": event.t_lsl, "p": round(event.p, 6),
-                   "model": self.scorer.name}
+                   "model": self.scorer.name, "wall_time": time.time(),
+                   "t_stream_s": round(event.t_lsl - self.first_t_lsl, 3) if self.first_t_lsl is not None else None}
         if event.kind == "onset":
             t0 = time.perf_counter()
             base, base_info = self._baseline(skip)
-            p_x, ci = channel_importance(self.scorer, feats, self.scorer.transform(base))
-            ri = region_importance(ci, self.spec.channels)
-            expl = {"channel_importance": dict(zip(unique_labels(self.spec.channels), np.round(ci, 6).tolist())),
-                    "region_importance": ri, "top_regions": sorted(ri, key=ri.get, reverse=True)[:2],
-                    "baseline": base_info, "first_positive_t_lsl": event.first_positive_t_lsl,
+            occ = occlude(self.scorer, self.spec, log_power, self.scorer.transform.log_power(base))
+            expl = {**occ.to_json(), "baseline": base_info, "first_positive_t_lsl": event.first_positive_t_lsl,
                     "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)}
             if self.gradcam_checkpoint:
                 fi = self._gradcam.band_importance(feats)
                 expl["band_importance"] = fi
-                expl["matrix"] = band_region_matrix(fi, ri).round(6).tolist()
-                expl["matrix_axes"] = {"rows": list(fi), "columns": list(REGIONS)}
+                expl["fri_matrix"] = band_region_matrix(fi, occ.region_importance()).round(6).tolist()
             payload.update(expl)
             self.explanations.append(payload)
-            self._write_explanation(payload, feats)
+            self._write_explanation(payload, eeg)
         self._record({**payload, "event": f"alert_{event.kind}"})
         if self.outputs:
             self.outputs.alert(event.t_lsl, payload)
         if self.console:
             if event.kind == "onset":
                 self.console.line(f"ALERT #{event.alert_id} onset at LSL t={event.t_lsl:.2f}  p={event.p:.3f}  "
-                                  f"regions: {', '.join(payload['top_regions'])}")
+                                  f"regions: {', '.join(payload['top_regions'])}  "
+                                  f"strongest band x region: {' / '.join(payload['joint_top_cell'])}")
             else:
                 self.console.line(f"ALERT #{event.alert_id} closed at LSL t={event.t_lsl:.2f}")
 
-    def _write_explanation(self, payload: dict, feats: np.ndarray) -> None:
+    def _write_explanation(self, payload: dict, eeg: np.ndarray) -> None:
         if not self.explain_dir:
             return
         self.explain_dir.mkdir(parents=True, exist_ok=True)
         stem = self.explain_dir / f"alert_{payload['alert_id']:03d}"
-        payload["files"] = [str(stem.with_suffix(".json")), str(stem.with_suffix(".png"))]
+        payload["files"] = [str(stem.with_suffix(".json")), str(stem.with_suffix(".png")),
+                            str(stem.with_suffix(".npz"))]
+        # the alerting window's conditioned EEG, so the figure shows the traces behind the alert
+        np.savez_compressed(stem.with_suffix(".npz"), eeg_uv=eeg.astype(np.float32),
+                            channels=np.array(unique_labels(self.spec.channels)), sfreq_hz=self.spec.sfreq_hz)
         stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
         # The PNG is drawn by a separate process: plotting must not stall scoring, and
         # matplotlib would add ~30 MB to the monitor's footprint.

@@ -1,17 +1,37 @@
-"""Channel-occlusion explanation, torch-free, one batched ONNX call.
+"""Occlusion explanations, torch-free, one batched ONNX call, in logit space.
 
-CI_j = |p(x) − p(x with channel j replaced by a baseline)|, the baseline being
-the quietest (lowest-power) window shortly before the window of interest.
-The CWT acts per channel, so the features of "x with channel j replaced" are
-x's features with channel j's (freq × time) plane taken from the baseline's:
-one feature computation for the baseline, then all C occlusions as one batch.
+Given a window x and a baseline b (the quietest 10-s EEG shortly before), the
+batch holds x itself and x with a part taken from b: each channel; each
+(band, region) cell, i.e. that region's channels' CWT rows in that band; each
+whole region; each whole band. The CWT acts per channel and per frequency, so
+every occluded window is assembled from x's and b's log power; nothing is
+recomputed. The batch is normalised as one array (the spec's `relative` step
+sees the occluded power) and scored in one call.
+
+Importance is the drop of the logit when the part is replaced:
+Δlogit = logit(x) − logit(x occluded); positive = the part carried seizure
+evidence, negative = it argued against. Δp is kept beside it, but once p
+saturates near 1 it is ~0 for every part, so rankings use Δlogit.
+
+- Region importance RI = Δlogit of replacing the whole region. Replacing one
+  channel at a time understates a discharge seen on several neighbouring
+  derivations (the others still carry it), and the method's |Δ| ranks a region
+  whose removal *raises* the score as important: both failed the known-answer
+  test (a 5-Hz discharge on the left-temporal chain).
+- Channel Δlogit (per derivation) picks the EEG traces to show; CI = |Δlogit|.
+- FRI = FI_rel ⊗ max(RI, 0) (Eq. 14 of the method, FI from Grad-CAM): rank 1 by
+  construction.
+- The joint matrix J[b, r] = Δlogit of occluding band b in region r: what a
+  reader takes a band × region matrix to mean.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from .channels import REGIONS, region_members
-from .features import BANDS_HZ
+from .channels import REGIONS, region_members, unique_labels
+from .features import BANDS_HZ, FeatureSpec
 
 
 def quietest_window(candidates: list[np.ndarray]) -> int:
@@ -20,37 +40,107 @@ def quietest_window(candidates: list[np.ndarray]) -> int:
     return int(np.argmin(powers))
 
 
-def occluded_batch(features: np.ndarray, baseline_features: np.ndarray) -> np.ndarray:
-    """(1 + C, C, F, T) batch: row 0 is `features`, row 1 + j is `features` with
-    channel j taken from the baseline. Built in one allocation (it is the
-    monitor's largest array).
+def _parts(spec: FeatureSpec) -> list[tuple[list[int], np.ndarray]]:
+    """(channel indices, frequency rows) replaced by each occlusion after the per-channel ones:
+    25 band × region cells (band-major, BANDS_HZ × REGIONS), 5 whole regions, 5 whole bands."""
+    members = list(region_members(spec.channels).values())
+    bands = [np.flatnonzero(m) for m in spec.band_slices().values()]
+    every_row, every_channel = np.arange(len(spec.freqs_hz)), list(range(len(spec.channels)))
+    return ([(m, rows) for rows in bands for m in members] + [(m, every_row) for m in members]
+            + [(every_channel, rows) for rows in bands])
 
-    features, baseline_features : ndarray, shape (n_channels, n_freqs, n_columns).
+
+def occlusion_batch(log_power: np.ndarray, baseline_log_power: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """(1 + C + 35, C, F, T) log power: row 0 is x, row 1 + j is x with channel j from the
+    baseline, then the parts of `_parts`. Built in one allocation (the monitor's largest array).
+
+    log_power, baseline_log_power : ndarray, shape (n_channels, n_freqs, n_columns).
     """
-    c = features.shape[0]
-    batch = np.empty((c + 1, *features.shape), dtype=np.float32)
-    batch[:] = features
-    idx = np.arange(c)
-    batch[idx + 1, idx] = baseline_features
+    c = log_power.shape[0]
+    parts = _parts(spec)
+    batch = np.empty((1 + c + len(parts), *log_power.shape), dtype=np.float32)
+    batch[:] = log_power
+    ch = np.arange(c)
+    batch[ch + 1, ch] = baseline_log_power
+    for k, (members, rows) in enumerate(parts):
+        if members:  # an empty region occludes nothing: Δ = 0
+            cells = np.ix_(members, rows)
+            batch[1 + c + k][cells] = baseline_log_power[cells]
     return batch
 
 
-def channel_importance(scorer, features: np.ndarray, baseline_features: np.ndarray) -> tuple[float, np.ndarray]:
-    """(p(x), CI) with CI : ndarray, shape (n_channels,); one ONNX call for x and all occlusions."""
-    p = scorer.predict_proba(occluded_batch(features, baseline_features))
-    return float(p[0]), np.abs(p[0] - p[1:])
+@dataclasses.dataclass
+class Occlusion:
+    """Occlusion of one window; Δ = score(x) − score(x occluded)."""
+
+    channels: list
+    logit: float
+    p: float
+    channel_dlogit: np.ndarray  # (n_channels,)
+    channel_dp: np.ndarray  # (n_channels,)
+    joint_dlogit: np.ndarray  # (5 bands, 5 regions)
+    joint_dp: np.ndarray  # (5 bands, 5 regions)
+    region_dlogit: np.ndarray  # (5,) whole region replaced, REGIONS order
+    band_dlogit: np.ndarray  # (5,) whole band replaced on every channel, BANDS_HZ order
+
+    @property
+    def ci(self) -> np.ndarray:
+        """The method's channel importance, in logit units: CI_j = |Δlogit_j|."""
+        return np.abs(self.channel_dlogit)
+
+    def region_importance(self) -> dict[str, float]:
+        """RI: Δlogit when the whole region is replaced (signed)."""
+        return dict(zip(REGIONS, self.region_dlogit.tolist()))
+
+    def band_importance(self) -> dict[str, float]:
+        """Δlogit when the band is replaced on every channel (signed)."""
+        return dict(zip(BANDS_HZ, self.band_dlogit.tolist()))
+
+    def top_regions(self, n: int = 2) -> list[str]:
+        ri = self.region_importance()
+        return sorted(ri, key=ri.get, reverse=True)[:n]
+
+    def top_cell(self) -> tuple[str, str]:
+        """(band, region) of the joint matrix's largest Δlogit."""
+        b, r = np.unravel_index(int(np.argmax(self.joint_dlogit)), self.joint_dlogit.shape)
+        return list(BANDS_HZ)[b], REGIONS[r]
+
+    def to_json(self) -> dict:
+        labels = unique_labels(self.channels)
+        return {"p": round(self.p, 6), "logit": round(self.logit, 4),
+                "channel_dlogit": dict(zip(labels, np.round(self.channel_dlogit, 5).tolist())),
+                "channel_dp": dict(zip(labels, np.round(self.channel_dp, 7).tolist())),
+                "region_importance": {k: round(v, 6) for k, v in self.region_importance().items()},
+                "band_importance_occlusion": {k: round(v, 6) for k, v in self.band_importance().items()},
+                "top_regions": self.top_regions(),
+                "joint_dlogit": np.round(self.joint_dlogit, 5).tolist(),
+                "joint_dp": np.round(self.joint_dp, 7).tolist(),
+                "joint_top_cell": list(self.top_cell()),
+                "matrix_axes": {"rows": list(BANDS_HZ), "columns": list(REGIONS)}}
 
 
-def region_importance(ci: np.ndarray, channels: list[str]) -> dict[str, float]:
-    """Mean CI over the channels of each of the five scalp regions (0 for an empty region)."""
-    members = region_members(channels)
-    return {r: float(np.mean(ci[idx])) if idx else 0.0 for r, idx in members.items()}
+def occlude(scorer, spec: FeatureSpec, log_power: np.ndarray, baseline_log_power: np.ndarray) -> Occlusion:
+    """Channel, band × region, region and band occlusion of one window with one scorer call.
+
+    scorer : anything with predict_logits(normalised batch), e.g. runtime.scorer.Scorer.
+    log_power, baseline_log_power : ndarray, shape (n_channels, n_freqs, n_columns), un-normalised.
+    """
+    batch = spec.normalise(occlusion_batch(log_power, baseline_log_power, spec))
+    z = np.asarray(scorer.predict_logits(batch), np.float64)
+    p = 1.0 / (1.0 + np.exp(-z))
+    dz, dp = z[0] - z[1:], p[0] - p[1:]
+    c, nb, nr = log_power.shape[0], len(BANDS_HZ), len(REGIONS)
+    j = slice(c, c + nb * nr)
+    return Occlusion(list(spec.channels), float(z[0]), float(p[0]), dz[:c], dp[:c],
+                     dz[j].reshape(nb, nr), dp[j].reshape(nb, nr),
+                     dz[c + nb * nr: c + nb * nr + nr], dz[c + nb * nr + nr:])
 
 
 def band_region_matrix(fi: dict[str, float], ri: dict[str, float]) -> np.ndarray:
-    """FRI = FI ⊗ RI, shape (5 bands, 5 regions), in BANDS_HZ × REGIONS order."""
-    return np.outer([fi[b] for b in BANDS_HZ], [ri[r] for r in REGIONS])
+    """The method's FRI = FI ⊗ max(RI, 0), shape (5 bands, 5 regions), BANDS_HZ × REGIONS order
+    (a region that argued against seizure gets 0, not a negative product)."""
+    return np.outer([fi[b] for b in BANDS_HZ], [max(ri[r], 0.0) for r in REGIONS])
 
 
-__all__ = ["quietest_window", "occluded_batch", "channel_importance", "region_importance",
-           "band_region_matrix", "REGIONS", "BANDS_HZ"]
+__all__ = ["quietest_window", "occlusion_batch", "occlude", "Occlusion", "band_region_matrix", "REGIONS",
+           "BANDS_HZ"]

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -77,8 +78,10 @@ def test_explain_writes_matrix_json_png_and_raw_maps(tiny_model, synthetic_dir, 
     for s in doc["segments"]:
         fi = np.array([s["band_importance"][b] for b in doc["segments"][0]["matrix_axes"]["rows"]])
         ri = np.array([s["region_importance"][r] for r in s["matrix_axes"]["columns"]])
-        np.testing.assert_allclose(np.array(s["matrix"]), np.outer(fi, ri), atol=1e-7)
-        assert len(s["channel_importance"]) == 18
+        fri = np.outer(fi, np.maximum(ri, 0))  # the method's FRI: a region arguing against seizure gets 0
+        np.testing.assert_allclose(np.array(s["fri_matrix"]), fri, rtol=1e-3, atol=1e-5)
+        assert np.array(s["joint_dlogit"]).shape == (5, 5)
+        assert len(s["channel_dlogit"]) == 18
     # the baseline of a seizure segment is taken from before the seizure
     seg40 = next(s for s in doc["segments"] if s["start_s"] == 40)
     assert seg40["baseline"]["end_s"] <= 30.0
@@ -95,25 +98,45 @@ def test_global_interpretation_averages_matrices_per_patient(tiny_model, synthet
 
     doc = global_interpretation(Interpreter(tiny_model["checkpoint"]), synthetic_dir, tmp_path, log=lambda *_: None)
     assert doc["n_seizures"] == 4
-    assert np.array(doc["overall"]["mean"]).shape == (5, 5)
+    assert np.array(doc["overall"]["joint_mean"]).shape == np.array(doc["overall"]["fri_mean"]).shape == (5, 5)
     assert len(doc["per_patient"]) == 1  # synthetic files sit in one folder: one "patient"
     assert (tmp_path / "global_interpretation.png").exists()
 
 
-def test_report_has_metrics_confusion_examples_and_falls_back_without_llm(tiny_model, synthetic_dir, tmp_path,
-                                                                         monkeypatch):
-    from models.report import write_report
+def test_report_has_metrics_of_the_data_events_examples_and_falls_back_without_llm(tiny_model, synthetic_dir,
+                                                                                   tmp_path, monkeypatch):
+    from models.data import build_windows
+    from models.evaluate import summarise
+    from models.report import KINDS, write_report
+    from models.train import load_checkpoint, predict_proba
 
     monkeypatch.setenv("ICTAL_LLM_URL", "http://127.0.0.1:9/v1")  # nothing listens: must fall back
     report = write_report(tiny_model["checkpoint"], synthetic_dir, tmp_path, n_examples=1, use_llm=True,
                           hop_s=10.0, log=lambda *_: None)
     md = report.read_text()
-    for needed in ("| evaluation | windows | accuracy | sensitivity | specificity | F1 | weighted F1",
-                   "![confusion matrix](confusion_matrix.png)", "## Colour legends", "true positive",
-                   "true negative", "- p_seizure:", "- true label:", "Grad-CAM++ overlay",
-                   "Integrated-Gradients triptych", "deterministic (LLM rewrite failed"):
+    for needed in ("## Metrics on this data", "Threshold applied: **", "![confusion matrix on this data]",
+                   "| recording | length (s) | seizures | detected | false alarms | latency (s) |",
+                   "## Cross-validation stored with the model (not this data)", "Joint band × region occlusion",
+                   "- p_seizure:", "- true label:", "Grad-CAM++ overlay", "Integrated-Gradients triptych",
+                   "deterministic (LLM rewrite failed"):
         assert needed in md, needed
-    assert any(b in md for b in ("delta (1–4 Hz)", "theta (4–8 Hz)", "alpha", "beta", "gamma"))
+    # the metrics are those of the data passed in, at the stored threshold
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    ws = build_windows(synthetic_dir, tiny_model["spec"], hop_s=10.0, seizure_hop_s=10.0, log=lambda *_: None)
+    model = load_checkpoint(tiny_model["checkpoint"])[0]
+    expected = summarise(ws, predict_proba(model, tiny_model["spec"], ws.x), tiny_model["threshold"])
+    assert metrics["threshold_applied"] == pytest.approx(tiny_model["threshold"])
+    assert metrics["on_data"]["window"]["confusion"] == expected["window"]["confusion"]
+    assert len(metrics["events_per_recording"]) == 6
+    # every kind is shown or said to be missing; examples never overlap
+    shown = [k for k in KINDS if f": {k}\n" in md]
+    assert set(shown) | set(metrics["examples_missing"]) == set(KINDS)
+    for kind in metrics["examples_missing"]:
+        assert f"no {kind}" in md
+    spans = [(m[1], float(m[2]), float(m[3])) for m in re.finditer(r"- recording: `(.+?)` ([\d.]+)–([\d.]+) s", md)]
+    assert len(spans) == len(shown)
+    for i, (rec, a, b) in enumerate(spans):
+        assert not any(rec == r2 and a < b2 and a2 < b for r2, a2, b2 in spans[i + 1:]), spans
     for line in md.splitlines():
         if line.startswith("![") and "](" in line:
             assert (tmp_path / line.split("](")[1].rstrip(")")).stat().st_size > 5_000

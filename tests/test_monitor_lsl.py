@@ -50,8 +50,12 @@ def test_alert_opens_within_15_s_of_onset_and_closes_after_the_seizure(tiny_mode
     expl = onsets[0]
     assert set(expl["region_importance"]) == {"frontal", "central", "parietal-occipital", "left temporal",
                                               "right temporal"}
-    assert len(expl["channel_importance"]) == 18 and expl["baseline"]["kind"] == "quietest preceding window"
+    assert len(expl["channel_dlogit"]) == 18 and expl["baseline"]["kind"] == "quietest preceding window"
     assert expl["baseline"]["t_end"] < onset + t0
+    assert np.array(expl["joint_dlogit"]).shape == (5, 5) and expl["joint_top_cell"][0] in expl["matrix_axes"]["rows"]
+    assert expl["t_stream_s"] == pytest.approx(expl["t_lsl"] - t0, abs=0.5)
+    with np.load(tmp_path / "expl" / "alert_001.npz") as z:  # the alerting window's EEG, for the figure
+        assert z["eeg_uv"].shape == (18, 2560)
     assert (tmp_path / "expl" / "alert_001.png").stat().st_size > 10_000
 
 
