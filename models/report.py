@@ -1,8 +1,11 @@
 """`ictal report MODEL DATA -o DIR`: the XAI & metrics report (report.md + figures).
 
-Metrics come from the leak-free cross-validation stored with the checkpoint
-(and, separately, from scoring DATA with the model's stored threshold). The
-summary of each example is written by this program from the numbers; an
+Metrics are those of the data passed in, scored with the threshold stored with the
+model (the one applied): window metrics, confusion matrix, an event table per
+recording and false alarms per 24 h. Cross-validation stored with the model is
+shown apart and labelled as such. Examples are true and false positives and
+negatives that do not overlap; a kind that does not occur is said to be missing.
+Each example's summary is written by this program from its own numbers; an
 optional rewrite by a user-configured OpenAI-compatible endpoint is off by
 default and falls back to the deterministic text on any failure.
 """
@@ -17,50 +20,58 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.channels import REGIONS
 from runtime.features import BANDS_HZ
 
+from runtime.channels import unique_labels
+from runtime.figures import draw_eeg
+
 from .data import build_windows
-from .evaluate import summarise
-from .explain import GradCAM, GradCAMPlusPlus, IntegratedGradients, band_importance, relative
-from .figures import confusion_matrix_figure, plt
+from .evaluate import event_counts, summarise, write_json
+from .explain import GradCAM, GradCAMPlusPlus, IntegratedGradients, band_importance
+from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
-from .train import binary_target, predict_proba
+from .train import binary_target, predict_proba, unambiguous
 
 LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
 
 
 # ---------------------------------------------------------------- plain-language summary
-def plain_summary(fti: np.ndarray, spec, ri: dict, p: float, threshold: float, step_s: float = 2.0) -> str:
-    """Which band dominated the Grad-CAM map at each time step, and which region the occlusion pointed to."""
-    cols = int(step_s * spec.columns_per_s)
+def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float = 0.0, step_s: float = 2.0) -> str:
+    """This window's own numbers in words: p, the Grad-CAM band over time, and what occlusion
+    (whole regions, and band × region cells) says carried the evidence."""
+    cols = max(1, int(step_s * spec.columns_per_s))
     parts = []
     for k in range(0, fti.shape[1], cols):
         fi = band_importance(fti[:, k:k + cols], spec)
         b = max(fi, key=fi.get)
-        lo, hi = BANDS_HZ[b]
-        parts.append((k / spec.columns_per_s, (k + cols) / spec.columns_per_s, b, lo, hi, fi[b]))
+        parts.append((start_s + k / spec.columns_per_s, start_s + (k + cols) / spec.columns_per_s, b))
     merged = []
     for seg in parts:  # join consecutive steps with the same band
         if merged and merged[-1][2] == seg[2]:
-            merged[-1] = (merged[-1][0], seg[1], *seg[2:])
+            merged[-1] = (merged[-1][0], seg[1], seg[2])
         else:
             merged.append(seg)
+    p = occ.p
     verdict = "seizure" if p >= threshold else "no seizure"
-    text = [f"The model scored this 10-s window p(seizure) = {p:.2f} (threshold {threshold:.2f}): {verdict}."]
-    text.append("Over time, the Grad-CAM evidence was strongest in " + "; ".join(
-        f"{b} ({lo:g}–{hi:g} Hz) from {a:g} to {e:g} s" for a, e, b, lo, hi, _ in merged) + ".")
-    top = sorted(ri, key=ri.get, reverse=True)
-    if ri[top[0]] > 0:
-        text.append(f"Replacing channels with quiet baseline EEG changed p most in the {top[0]} region "
-                    f"(mean |Δp| {ri[top[0]]:.2g}), then {top[1]} ({ri[top[1]]:.2g}); "
-                    f"least in {top[-1]} ({ri[top[-1]]:.2g}).")
-        if p > 0.99 and ri[top[0]] < 1e-3:
-            text.append("The score is saturated: no single region is needed to reach it, so the region "
-                        "ranking is weak evidence.")
+    text = [f"The model scored this 10-s window p(seizure) = {p:.3f} (logit {occ.logit:+.2f}; threshold "
+            f"{threshold:.3f}): {verdict}."]
+    text.append("Grad-CAM's strongest band over time: " + "; ".join(
+        f"{b} ({BANDS_HZ[b][0]:g}–{BANDS_HZ[b][1]:g} Hz) from {a:g} to {e:g} s" for a, e, b in merged) + ".")
+    ri = occ.region_importance()
+    top, low = max(ri, key=ri.get), min(ri, key=ri.get)
+    band, region = occ.top_cell()
+    cell = float(occ.joint_dlogit.max())
+    if ri[top] > 0.1:
+        text.append(f"Replacing the {top} channels with quiet baseline EEG lowered the logit most "
+                    f"({ri[top]:+.2f}).")
     else:
-        text.append("No single channel's occlusion changed p: the evidence is spread over the scalp "
-                    "(or the score is saturated).")
+        text.append(f"No region on its own carried the score: replacing any one region moved the logit by at most "
+                    f"{max(abs(v) for v in ri.values()):.2f}.")
+    if ri[low] < -0.1:
+        text.append(f"The {low} region argued against seizure (replacing it raised the logit by {-ri[low]:.2f}).")
+    if cell > 0.1:
+        text.append(f"Of the 25 band × region cells, {band} in the {region} region carried the most evidence "
+                    f"(logit drop {cell:.2f} when replaced).")
     return " ".join(text)
 
 
@@ -92,11 +103,11 @@ def llm_rewrite(text: str, timeout_s: float = 20.0, retries: int = 2) -> tuple[s
 
 
 # ---------------------------------------------------------------- example figures
-def _imshow(ax, img, spec, title, cmap="viridis", vmin=None, vmax=None, cbar_label=""):
+def _imshow(ax, img, spec, title, cmap="viridis", vmin=None, vmax=None, cbar_label="", t0: float = 0.0):
     f = spec.freqs_hz
-    im = ax.imshow(img, aspect="auto", origin="lower", extent=[0, spec.window_s, f[0], f[-1]], cmap=cmap,
+    im = ax.imshow(img, aspect="auto", origin="lower", extent=[t0, t0 + spec.window_s, f[0], f[-1]], cmap=cmap,
                    vmin=vmin, vmax=vmax)
-    ax.set_xlabel("time in window (s)")
+    ax.set_xlabel("time in recording (s)")
     ax.set_ylabel("frequency (Hz)")
     ax.set_title(title, fontsize=8)
     cb = plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
@@ -112,42 +123,49 @@ def _save(fig, path):
     return path.name
 
 
-def example_figures(interp: Interpreter, eeg: np.ndarray, out: Path, stem: str) -> dict:
-    """Triptych, Grad-CAM and Grad-CAM++ overlays and IG triptych of one window; returns file names + maps."""
+def example_figures(interp: Interpreter, eeg: np.ndarray, seg, out: Path, stem: str, title: str) -> dict:
+    """Input, Grad-CAM / Grad-CAM++ overlays, IG and the two matrices of one window; returns file names + maps.
+
+    eeg : (n_channels, n_samples) conditioned µV of the window; seg : its SegmentExplanation.
+    """
     spec = interp.spec
+    t0 = seg.start_s
     x = interp.transform.log_power(eeg)
     xn = spec.normalise(x)
     files = {}
-    t = np.arange(eeg.shape[1]) / spec.sfreq_hz
+    t = t0 + np.arange(eeg.shape[1]) / spec.sfreq_hz
+    labels = unique_labels(spec.channels)
+    dl = seg.occlusion.channel_dlogit
+    top = np.argsort(-np.abs(dl))[:6]
     fig, ax = plt.subplots(1, 3, figsize=(15, 3.8), dpi=100)
-    ci_order = np.argsort(np.abs(eeg).max(axis=1))[::-1][:6]
-    scale = float(np.percentile(np.abs(eeg[ci_order]), 99)) * 2 or 1
-    for k, c in enumerate(ci_order):
-        ax[0].plot(t, eeg[c] / scale - k, lw=0.5, color="black")
-    ax[0].set_yticks(-np.arange(len(ci_order)), [spec.channels[c] for c in ci_order], fontsize=7)
-    ax[0].set_xlabel("time in window (s)")
-    ax[0].set_title(f"EEG, 6 largest channels ({scale:.0f} µV between traces)", fontsize=8)
-    _imshow(ax[1], x.mean(axis=0), spec, "CWT log power, mean over channels", cbar_label="log10 µV²")
-    _imshow(ax[2], xn.mean(axis=0), spec, "model input (standardised per frequency), mean over channels",
-            cmap="cividis", cbar_label="z-score")
+    scale = draw_eeg(ax[0], t, eeg[top], [f"{labels[c]} ({dl[c]:+.2f})" for c in top])
+    ax[0].set_xlabel("time in recording (s)")
+    ax[0].set_title(f"EEG of the 6 channels whose occlusion moved the logit most (Δlogit); {scale:g} µV apart",
+                    fontsize=8)
+    _imshow(ax[1], x.mean(axis=0), spec, "CWT log power, mean over channels", cbar_label="log10 µV²", t0=t0)
+    _imshow(ax[2], xn.mean(axis=0), spec, "model input (relative, standardised), mean over channels",
+            cmap="cividis", cbar_label="z-score", t0=t0)
+    fig.suptitle(title, fontsize=9)
     files["triptych"] = _save(fig, out / f"{stem}_input.png")
     base = xn.mean(axis=0)
     maps = {}
+    f = spec.freqs_hz
+    extent = [t0, t0 + spec.window_s, f[0], f[-1]]
     for name, cls in (("gradcam", GradCAM), ("gradcampp", GradCAMPlusPlus)):
         cam = cls(interp.model, getattr(interp.model, interp.cam_layer)).attribute(xn)[0]
         maps[name] = cam
         fig, ax = plt.subplots(1, 1, figsize=(7, 3.6), dpi=100)
-        f = spec.freqs_hz
-        ax.imshow(base, aspect="auto", origin="lower", extent=[0, spec.window_s, f[0], f[-1]], cmap="gray")
-        im = ax.imshow(cam / (cam.max() or 1), aspect="auto", origin="lower", cmap="jet", alpha=0.45, vmin=0,
-                       vmax=1, extent=[0, spec.window_s, f[0], f[-1]])
+        ax.imshow(base, aspect="auto", origin="lower", extent=extent, cmap="gray")
+        im = ax.imshow(cam / (cam.max() or 1), aspect="auto", origin="lower", cmap="inferno", alpha=0.6, vmin=0,
+                       vmax=1, extent=extent)
         for b in (4, 8, 14, 30):
             ax.axhline(b, color="white", lw=0.5, ls="--")
-        ax.set_xlabel("time in window (s)")
+        ax.set_xlabel("time in recording (s)")
         ax.set_ylabel("frequency (Hz)")
         label = "Grad-CAM" if name == "gradcam" else "Grad-CAM++"
-        ax.set_title(f"{label} ({interp.cam_layer}) over the model input; dashed: band edges 4/8/14/30 Hz", fontsize=8)
-        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("relative importance (red = high)", fontsize=7)
+        ax.set_title(f"{title}\n{label} ({interp.cam_layer}) over the model input; dashed: band edges 4/8/14/30 Hz",
+                     fontsize=8)
+        plt.colorbar(im, ax=ax, fraction=0.046, pad=0.03).set_label("relative importance (bright = high)", fontsize=7)
         files[name] = _save(fig, out / f"{stem}_{name}.png")
     ig = IntegratedGradients(interp.model, steps=32)
     baseline = spec.normalise(np.full(xn.shape, np.log10(spec.log_eps), np.float32))  # a silent recording
@@ -155,48 +173,109 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, out: Path, stem: str) 
     attr_tf = attr.sum(axis=0)
     lim = float(np.abs(attr_tf).max()) or 1e-9
     fig, ax = plt.subplots(1, 3, figsize=(15, 3.8), dpi=100)
-    _imshow(ax[0], base, spec, "model input, mean over channels", cmap="cividis", cbar_label="z-score")
+    _imshow(ax[0], base, spec, "model input, mean over channels", cmap="cividis", cbar_label="z-score", t0=t0)
     _imshow(ax[1], attr_tf, spec, "Integrated Gradients, summed over channels", cmap="RdBu_r", vmin=-lim,
-            vmax=lim, cbar_label="← non-seizure   logit   seizure →")
+            vmax=lim, cbar_label="← non-seizure   logit   seizure →", t0=t0)
     per_ch = attr.sum(axis=(1, 2))
     ax[2].barh(np.arange(len(per_ch)), per_ch, color=np.where(per_ch >= 0, "#b2182b", "#2166ac"))
-    ax[2].set_yticks(np.arange(len(per_ch)), spec.channels, fontsize=5)
+    ax[2].set_yticks(np.arange(len(per_ch)), labels, fontsize=5)
     ax[2].invert_yaxis()
     ax[2].axvline(0, color="black", lw=0.5)
     ax[2].set_xlabel("logit attribution: red → seizure, blue → non-seizure")
     ax[2].set_title("Integrated Gradients per channel", fontsize=8)
+    fig.suptitle(title, fontsize=9)
     files["ig"] = _save(fig, out / f"{stem}_ig.png")
+    matrices_figure([seg.joint], [seg.matrix], [title], out / f"{stem}_matrices.png",
+                    "top: joint band × region occlusion (Δlogit) · bottom: the method's FRI = Grad-CAM FI ⊗ RI")
+    files["matrices"] = f"{stem}_matrices.png"
     maps["ig_sum"] = float(attr.sum())
     maps["ig_delta"] = float(ig.logits(xn)[0] - ig.logits(baseline)[0])
-    return {"files": files, "maps": maps, "x_norm": xn}
+    return {"files": files, "maps": maps}
 
 
-LEGENDS = """## Colour legends
+LEGENDS = """## How to read the figures
 
 - **Confusion matrix:** blue intensity = fraction of the true class (row); TN/FP/FN/TP in each quadrant.
-- **CWT power:** viridis, log10 µV²; yellow = high power.
-- **Model input:** cividis, z-score per frequency against the training windows.
-- **Grad-CAM / Grad-CAM++ overlays:** jet at 45 % opacity over the grey model input; red = most important,
-  blue = least, each map scaled to its own maximum. Dashed white lines: band edges (4, 8, 14, 30 Hz).
+- **EEG panels:** the derivations whose occlusion moved the logit most, with their Δlogit; the red bar at the
+  right is the µV scale (the traces' spacing). Times are seconds from the start of the recording.
+- **CWT power:** viridis, log10 µV². **Model input:** cividis, relative log power standardised per frequency.
+- **Grad-CAM / Grad-CAM++ overlays:** inferno (perceptually uniform) at 60 % opacity over the grey model input;
+  bright = most important, each map scaled to its own maximum. Dashed white lines: band edges (4, 8, 14, 30 Hz).
 - **Integrated Gradients:** diverging red–blue, symmetric around 0; **red = pushes toward seizure,
   blue = pushes toward non-seizure**, in logit units (they sum to the logit difference from a silent baseline).
-- **Band × region matrices:** light → dark = low → high importance (Grad-CAM band, max = 1) × (occlusion |Δp|).
+- **Joint band × region occlusion (top matrix):** each cell is the drop of the logit when only that band of
+  that region's channels is replaced by the quietest preceding EEG; red = the cell carried seizure evidence,
+  blue = it argued against. This is the matrix to read as "which band where".
+- **The method's FRI (bottom matrix):** Grad-CAM band importance (largest = 1) × whole-region occlusion
+  (Δlogit, negatives as 0). An outer product: every row has the same shape, so it cannot say "theta on the
+  left, alpha on the right".
+- Every matrix has its own colour scale; read the numbers in the cells.
 """
 
+KINDS = ("true positive", "true negative", "false positive", "false negative")
 
-def _table(rows: list[tuple[str, dict]]) -> list[str]:
-    out = ["| evaluation | windows | accuracy | sensitivity | specificity | F1 | weighted F1 | AUROC | threshold |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for name, w in rows:
-        out.append(f"| {name} | {w['n_windows']} | {w['accuracy']:.3f} | {w['sensitivity']:.3f} | "
-                   f"{w['specificity']:.3f} | {w['f1']:.3f} | {w['weighted_f1']:.3f} | {w['auroc']:.3f} | "
-                   f"{w['threshold']:.3f} |")
+
+def pick_examples(ws, p: np.ndarray, threshold: float, per_kind: int) -> dict[str, list[int]]:
+    """Up to `per_kind` windows of each kind, typical rather than extreme (closest to the kind's
+    median p), from as many recordings as possible, never overlapping one another."""
+    y = binary_target(ws.label)
+    keep = unambiguous(ws.label)
+    pos = p >= threshold
+    masks = {"true positive": keep & (y == 1) & pos, "true negative": keep & (y == 0) & ~pos,
+             "false positive": keep & (y == 0) & pos, "false negative": keep & (y == 1) & ~pos}
+    chosen: list[int] = []
+    out = {}
+    for kind, mask in masks.items():
+        idx = np.flatnonzero(mask)
+        order = idx[np.argsort(np.abs(p[idx] - np.median(p[idx])))] if idx.size else idx
+        picks: list[int] = []
+        for second_pass in (False, True):  # first one per recording, then fill up
+            for i in order:
+                w = ws.windows[i]
+                if len(picks) == per_kind or i in picks:
+                    continue
+                if not second_pass and any(ws.windows[j].recording == w.recording for j in picks):
+                    continue
+                if any(ws.windows[j].recording == w.recording and ws.windows[j].start_s < w.end_s
+                       and w.start_s < ws.windows[j].end_s for j in chosen + picks):
+                    continue
+                picks.append(int(i))
+        out[kind] = picks
+        chosen += picks
     return out
 
 
-def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, n_examples: int = 2,
+def _window_table(rows: list[tuple[str, dict]]) -> list[str]:
+    out = ["| evaluation | windows | accuracy | sensitivity | specificity | F1 | AUROC | threshold |",
+           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for name, w in rows:
+        thr = w["threshold"] if isinstance(w["threshold"], str) else f"{w['threshold']:.3f}"
+        out.append(f"| {name} | {w['n_windows']} | {w['accuracy']:.3f} | {w['sensitivity']:.3f} | "
+                   f"{w['specificity']:.3f} | {w['f1']:.3f} | {w['auroc']:.3f} | {thr} |")
+    return out
+
+
+def event_table(ws, p: np.ndarray, threshold: float) -> list[dict]:
+    """One row per recording: seizures, detected, false alarms, latency (SzCORE rules)."""
+    rows = []
+    for rec, (duration, seizures) in ws.recordings.items():
+        idx = [i for i, w in enumerate(ws.windows) if w.recording == rec]
+        if not idx:
+            continue
+        e = event_counts(ws.subset(idx), p[idx], threshold).summary()
+        rows.append({"recording": rec, "duration_s": duration, "seizures": len(seizures),
+                     "detected": e["detected"], "false_alarms": e["false_alarms"],
+                     "latency_s": e["latencies_s"], "already_alarming": e["detected_while_already_alarming"]})
+    return rows
+
+
+def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, n_examples: int = 1,
                  use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, cam_layer: str = "layer4",
                  log=print) -> Path:
+    from runtime.annotations import Seizure
+    from runtime.edf import read_edf
+    from runtime.windows import condition_recording
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     interp = Interpreter(checkpoint, cam_layer)
@@ -207,79 +286,98 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
     trained = set(interp.meta.get("trained_on", []))
     seen = sorted({w.recording for w in ws.windows} & trained)
     md = [f"# ictal XAI & metrics report — model `{interp.name}`", "",
-          f"Data: `{data}` ({len(ws.windows)} windows of {spec.window_s:g} s from {len(ws.recordings)} "
-          f"recordings). Decision threshold **{thr:.3f}**, chosen on validation data only and stored with the "
-          "model. **Not a medical device.**", "", "## Metrics", ""]
-    rows, cv = [], interp.meta.get("cross_validation", {})
-    for key, label in (("leave_one_seizure_out", "leak-free CV: leave one seizure recording out"),
-                       ("cross_patient", "leak-free CV: cross-patient")):
-        if key in cv:
-            rows.append((label, cv[key]["pooled"]["window"]))
-    rows.append((f"this data with the shipped threshold{' (includes training recordings!)' if seen else ''}",
-                 on_data["window"]))
-    md += _table(rows)
-    md += ["", "Cross-validation folds split by recording (never a random split of overlapping windows); each "
-           "fold's threshold (the best on its validation part, Youden's J) is applied to its test part. "
-           "Windows with 0–50 % seizure overlap are left out of window metrics."]
+          f"Data: `{data}` ({len(ws.windows)} windows of {spec.window_s:g} s every {hop_s:g} s from "
+          f"{len(ws.recordings)} recordings). **Not a medical device.**", "",
+          "## Metrics on this data", "",
+          f"Threshold applied: **{thr:.3f}** (stored with the model, chosen on its validation patients). "
+          "Windows with 0–50 % seizure overlap are left out of window metrics."]
     if seen:
-        md += ["", f"Of these recordings, {len(seen)} were in the model's training set "
-                   f"({', '.join(seen[:6])}{'…' if len(seen) > 6 else ''}); the last row is optimistic for them."]
-    ev = on_data["event"]
-    md += ["", f"Event level on this data (SzCORE rules): {ev['detected']}/{ev['n_events']} seizures detected, "
-               f"{ev['false_alarms']} false alarms in {ev['duration_h']:.2f} h, median latency "
-               f"{ev['latency_median_s']:.1f} s.", ""]
-    conf = rows[0][1]["confusion"]
-    confusion_matrix_figure(conf, out / "confusion_matrix.png", f"Confusion matrix — {rows[0][0]}",
-                            f"threshold per fold · sensitivity {rows[0][1]['sensitivity']:.2f} · "
-                            f"specificity {rows[0][1]['specificity']:.2f}")
-    md += ["![confusion matrix](confusion_matrix.png)", "", LEGENDS, "## Examples", ""]
-    y = binary_target(ws.label)
-    keep = (ws.label == 0) | (ws.label >= 0.5)
-    order = np.argsort(p)
-    kinds = {"true positive": [i for i in order[::-1] if keep[i] and y[i] and p[i] >= thr],
-             "true negative": [i for i in order if keep[i] and not y[i] and p[i] < thr],
-             "false positive": [i for i in order[::-1] if keep[i] and not y[i] and p[i] >= thr],
-             "false negative": [i for i in order if keep[i] and y[i] and p[i] < thr]}
-    from runtime.edf import read_edf
-    from runtime.windows import condition_recording
+        md += ["", f"**Caution:** {len(seen)} of these recordings were in the model's training set "
+                   f"({', '.join(seen[:6])}{'…' if len(seen) > 6 else ''}); metrics on them are optimistic."]
+    else:
+        md += ["", "None of these recordings was in the model's training set."]
+    md += [""] + _window_table([("this data", on_data["window"])])
+    conf = on_data["window"]["confusion"]
+    confusion_matrix_figure(conf, out / "confusion_matrix.png", "Confusion matrix — this data",
+                            f"threshold {thr:.3f} · sensitivity {on_data['window']['sensitivity']:.2f} · "
+                            f"specificity {on_data['window']['specificity']:.2f}")
+    md += ["", "![confusion matrix on this data](confusion_matrix.png)", ""]
+    ev, free = on_data["event"], on_data["seizure_free"]
+    events = event_table(ws, p, thr)
+    md += ["### Events (SzCORE: ±30 s / +60 s tolerance, alarms merged, long seizures in 300-s parts)", "",
+           f"{ev['detected']}/{ev['n_events']} seizure events detected; {ev['false_alarms']} false alarms in "
+           f"{ev['duration_h']:.2f} h of recordings with seizures; "
+           + (f"{free['false_alarms']} false alarms in {free['duration_h']:.2f} h of seizure-free recordings = "
+              f"**{free['false_alarms_per_24h']:.0f} per 24 h**"
+              + (" (from less than an hour: a weak estimate)." if free["duration_h"] < 1 else ".")
+              if free["duration_h"] else
+              "no seizure-free recordings in this data, so no false-alarm rate per 24 h."), "",
+           "| recording | length (s) | seizures | detected | false alarms | latency (s) |",
+           "| --- | ---: | ---: | ---: | ---: | --- |"]
+    for r in events:
+        lat = ", ".join(f"{x:+.0f}" for x in r["latency_s"]) or ("already alarming" if r["already_alarming"] else "–")
+        md.append(f"| {r['recording']} | {r['duration_s']:.0f} | {r['seizures']} | {r['detected']} | "
+                  f"{r['false_alarms']} | {lat} |")
+    cv = interp.meta.get("cross_validation_summary", {})
+    md += ["", "## Cross-validation stored with the model (not this data)", ""]
+    if cv:
+        rows = [(f"{name}: model, pooled over held-out folds",
+                 {**r["pooled"]["model"]["window"], "threshold": "per fold"}) for name, r in cv.items()]
+        md += _window_table(rows)
+        md += ["", "Each fold's threshold was chosen on its own validation patients and applied to its held-out "
+                   "patient; see the model card for the classical peers on the same windows."]
+    else:
+        md += ["No cross-validation was stored with this model (trained without `--cv`); the leave-one-patient-out "
+               "evaluation of the architecture is in MODEL_CARD.md and docs/lopo/."]
+    md += ["", LEGENDS, "## Examples", ""]
+    picks = pick_examples(ws, p, thr, n_examples)
+    missing = [k for k in KINDS if not picks[k]]
+    if missing:
+        md += [f"This data has no {' and no '.join(missing)} window at threshold {thr:.3f}, so there is no such "
+               "example.", ""]
     cache = {}
     n_done = 0
-    for kind, idxs in kinds.items():
-        for rank, i in enumerate(idxs[: n_examples if kind.startswith("true") else 1]):
+    y = binary_target(ws.label)
+    for kind in KINDS:
+        for i in picks[kind]:
             w = ws.windows[i]
-            path = next(pth for pth in Path(data).rglob(w.recording))
+            path = next(pth for pth in Path(data).rglob(w.recording)) if Path(data).is_dir() else Path(data)
             if w.recording not in cache:
                 cache[w.recording] = condition_recording(read_edf(path), spec, allow_missing=allow_missing)
             cond = cache[w.recording]
             a = int(round(w.start_s * spec.sfreq_hz))
             eeg = cond[:, a:a + spec.n_samples]
-            stem = f"ex{n_done + 1:02d}_{kind.replace(' ', '_')}"
-            ex = example_figures(interp, eeg, out, stem)
-            from runtime.annotations import Seizure
             szs = [Seizure(a_, b_, w.recording) for a_, b_ in ws.recordings[w.recording][1]]
             seg = interp.explain_segments(cond, [w.start_s], szs)[0]
-            summary = plain_summary(ex["maps"]["gradcam"], spec, seg.ri, float(p[i]), thr)
+            n_done += 1
+            stem = f"ex{n_done:02d}_{kind.replace(' ', '_')}"
+            title = f"Example {n_done}: {kind} · {w.recording} {w.start_s:g}–{w.end_s:g} s · p = {seg.p:.3f}"
+            ex = example_figures(interp, eeg, seg, out, stem, title)
+            summary = plain_summary(ex["maps"]["gradcam"], spec, seg.occlusion, thr, start_s=w.start_s)
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
-            md += [f"### Example {n_done + 1}: {kind}", "",
+            band, region = seg.occlusion.top_cell()
+            md += [f"### Example {n_done}: {kind}", "",
                    f"- true label: {'seizure' if y[i] else 'non-seizure'} ({100 * w.label:.0f} % of the window "
                    f"inside an annotated seizure)",
-                   f"- prediction: {'seizure' if p[i] >= thr else 'non-seizure'} (threshold {thr:.3f})",
-                   f"- p_seizure: {p[i]:.4f}",
-                   f"- files: `{path}` {w.start_s:g}–{w.end_s:g} s; figures `{ex['files']['triptych']}`, "
-                   f"`{ex['files']['gradcam']}`, `{ex['files']['gradcampp']}`, `{ex['files']['ig']}`",
+                   f"- prediction: {'seizure' if seg.p >= thr else 'non-seizure'} (threshold {thr:.3f})",
+                   f"- p_seizure: {seg.p:.4f} (logit {seg.occlusion.logit:+.2f})",
+                   f"- recording: `{path}` {w.start_s:g}–{w.end_s:g} s",
+                   f"- occlusion: top region {seg.occlusion.top_regions(1)[0]}, strongest cell {band} in {region} "
+                   f"(Δlogit {float(seg.joint.max()):+.2f}); Grad-CAM dominant band {seg.dominant_band}",
+                   f"- occlusion baseline: {seg.baseline['kind']}" + (
+                       f", {seg.baseline['start_s']:g}–{seg.baseline['end_s']:g} s" if "start_s" in seg.baseline else ""),
                    f"- Integrated Gradients completeness: Σ attributions {ex['maps']['ig_sum']:.3f} vs "
-                   f"f(x) − f(baseline) {ex['maps']['ig_delta']:.3f} (logit)",
-                   f"- dominant band {seg.to_json(spec.channels)['dominant_band']}, dominant region "
-                   f"{seg.to_json(spec.channels)['dominant_region']}", "",
+                   f"f(x) − f(baseline) {ex['maps']['ig_delta']:.3f} (logit)", "",
                    f"**Summary** ({source}): {summary}", "",
-                   "Input triptych:", "", f"![input]({ex['files']['triptych']})", "",
+                   "Input (EEG, CWT power, model input):", "", f"![input]({ex['files']['triptych']})", "",
+                   "Band × region matrices:", "", f"![matrices]({ex['files']['matrices']})", "",
                    "Grad-CAM overlay:", "", f"![grad-cam]({ex['files']['gradcam']})", "",
                    "Grad-CAM++ overlay:", "", f"![grad-cam++]({ex['files']['gradcampp']})", "",
                    "Integrated-Gradients triptych:", "", f"![ig]({ex['files']['ig']})", ""]
-            n_done += 1
-            log(f"example {n_done}: {kind} {w.recording} {w.start_s:g} s p={p[i]:.3f}")
-    (out / "metrics.json").write_text(json.dumps({"on_data": on_data, "cross_validation_pooled": {
-        k: v["pooled"] for k, v in cv.items()}}, indent=2, default=float) + "\n")
+            log(f"example {n_done}: {kind} {w.recording} {w.start_s:g} s p={seg.p:.3f}")
+    write_json({"threshold_applied": thr, "on_data": on_data, "events_per_recording": events,
+                "examples_missing": missing,
+                "cross_validation_pooled": {k: v["pooled"] for k, v in cv.items()}}, out / "metrics.json")
     report = out / "report.md"
     report.write_text("\n".join(md) + "\n")
     return report

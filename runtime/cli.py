@@ -236,7 +236,8 @@ def _add_report(sub):
     p.add_argument("model", help="checkpoint .pt")
     p.add_argument("data", help="labelled EDF directory")
     p.add_argument("-o", "--output", default="report")
-    p.add_argument("--examples", type=int, default=2, help="true positives and true negatives each")
+    p.add_argument("--examples", type=int, default=2,
+                   help="examples of each kind (true/false positive/negative), never overlapping")
     p.add_argument("--hop", type=float, default=5.0)
     p.add_argument("--allow-missing", type=int, default=0)
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"])
