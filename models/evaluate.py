@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.metrics import EventCounts, score_events, window_metrics, windows_to_events
+from runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
 
 from .data import WindowSet
 from .train import binary_target, unambiguous
@@ -206,6 +206,23 @@ def score_methods(model_p: np.ndarray, model_thr: float, ws: WindowSet, peers) -
     return out
 
 
+def within_patient_auroc(ws: WindowSet, p: np.ndarray) -> dict:
+    """Window AUROC on the seizure patients' own windows only (their seizures against their own
+    non-seizure EEG); NaN where a patient has no unambiguous non-seizure window.
+
+    A fold's test set also holds other subjects' seizure-free EEG; its AUROC then mostly measures
+    how a patient's seizures differ from another person's EEG, which a data-set shortcut can win.
+    """
+    pats, lab = ws.patients, ws.label
+    keep = unambiguous(lab)
+    out = {}
+    for pat in sorted({q for q, la in zip(pats, lab) if la >= 0.5}):
+        sel = keep & (pats == pat)
+        y = binary_target(lab[sel])
+        out[pat] = auroc(y, np.asarray(p)[sel]) if 0 < y.sum() < len(y) else float("nan")
+    return out
+
+
 def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print) -> dict:
     """Train and test every fold, model and classical peers side by side on the test windows.
 
@@ -228,6 +245,7 @@ def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print) -> dict:
              "seconds_per_epoch": float(np.mean([h["seconds"] for h in hist])),
              "test_patients": sorted(set(te.patients)),
              "methods": {name: summarise(te, p, t) for name, (p, t) in methods.items()},
+             "within_patient_auroc": {name: within_patient_auroc(te, p) for name, (p, _) in methods.items()},
              "scores": {name: [round(float(v), 6) for v in p] for name, (p, _) in methods.items()},
              "test_windows": [[w.recording, w.start_s, round(float(w.label), 3)] for w in te.windows],
              # kept so that other threshold rules can be compared without retraining
@@ -299,13 +317,16 @@ def _fmt(v, spec=".2f") -> str:
 def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
     """A Markdown table of a cross-validation result: per fold, model beside each peer."""
     methods = list(res["pooled"])
-    head = ["fold"] + [f"{m} AUROC" for m in methods] + [f"{m} events" for m in methods] + \
-        [f"{m} FA (seizure-free h)" for m in methods]
+    head = ["fold"] + [f"{m} AUROC" for m in methods] + [f"{m} AUROC within patient" for m in methods] + \
+        [f"{m} events" for m in methods] + [f"{m} FA (seizure-free h)" for m in methods]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for f in res["folds"]:
         r = f["methods"]
         row = [f["fold"].split(":", 1)[-1]]
         row += [_fmt(r[m]["window"]["auroc"]) for m in methods]
+        within = f.get("within_patient_auroc", {})
+        row += [_fmt(float(np.nanmean(list(within[m].values())))) if within.get(m) and
+                np.isfinite(list(within[m].values())).any() else "–" for m in methods]
         row += [f"{r[m]['event']['detected']}/{r[m]['event']['n_events']}" for m in methods]
         row += [f"{r[m]['seizure_free']['false_alarms'] + r[m]['event']['false_alarms']} "
                 f"({_fmt(r[m]['seizure_free']['duration_h'])} h)" for m in methods]

@@ -175,3 +175,20 @@ def test_evaluate_refuses_zero_filling_more_than_a_quarter_of_channels(tiny_mode
 
     r = _ictal("evaluate", tiny_model["onnx"], synthetic_dir, "-o", tmp_path, "--allow-missing", "10")
     assert r.returncode == 2 and "quarter" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_within_patient_auroc_is_not_flattered_by_other_subjects_eeg():
+    """A detector that only tells the patient's EEG from a healthy subject's gets a high pooled
+    AUROC but chance or worse within the patient: both numbers are reported."""
+    from models.data import WindowSet
+    from models.evaluate import within_patient_auroc
+    from runtime.metrics import auroc
+    from runtime.windows import Window
+
+    wins = ([Window(i, i + 10, 1.0, "chb07_ictal.edf", "chb07", "s1") for i in range(5)]
+            + [Window(i, i + 10, 0.0, "chb07_pre.edf", "chb07", "") for i in range(5)]
+            + [Window(i, i + 10, 0.0, "S009R03.edf", "S009", "") for i in range(20)])
+    ws = WindowSet(np.zeros((30, 1, 1, 1), np.float32), wins, ["chbmit"] * 10 + ["eegmmidb"] * 20)
+    p = np.r_[np.linspace(0.6, 0.7, 5), np.linspace(0.75, 0.8, 5), np.full(20, 0.1)]  # own EEG scores higher
+    assert auroc((ws.label >= 0.5).astype(float), p) == 0.8
+    assert within_patient_auroc(ws, p) == {"chb07": 0.0}
