@@ -120,9 +120,10 @@ def stage_benchmarks(model: Path, clip: Path, repeats: int, checkpoint: Path | N
     feats = scorer.transform(window)
     rows["ONNX score, batch 1"] = _time(lambda: scorer.predict_proba(feats), repeats)
     rows["features + score per hop"] = _time(lambda: scorer.predict_proba(scorer.transform(window)), repeats)
-    # what an alert costs: the baseline's features, then x + C channel + 25 band × region occlusions as one batch
+    # what an alert costs: the baseline's features, then x + C channels + 25 band × region cells
+    # + 5 regions + 5 bands, occluded, as one batch
     lp = scorer.transform.log_power(window)
-    rows[f"alert explanation (baseline CWT + 1 + {len(spec.channels)} + 25 occlusions, one batch)"] = _time(
+    rows[f"alert explanation (baseline CWT + 1 + {len(spec.channels)} + 35 occlusions, one batch)"] = _time(
         lambda: occlude(scorer, spec, lp, scorer.transform.log_power(data[:, :spec.n_samples])), max(5, repeats // 4))
     tmp = Path(tempfile.mkdtemp())
     log = JsonlLog(tmp / "b.jsonl")

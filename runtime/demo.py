@@ -71,7 +71,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Pat
     from .figures import timeline_figure
 
     timeline_figure(t, p, mon.scorer.threshold, onsets, [a["t_s"] for a in alerts], offsets, out / "timeline.png",
-                    title=f"{clip.name} replayed over LSL · model {mon.scorer.name}")
+                    title=f"{clip.name} replayed over LSL · model {mon.scorer.name}", duration_s=rec.duration_s,
+                    window_s=mon.spec.window_s)
     summary = {"clip": clip.name, "seizures": onsets, "alerts": alerts, "windows_scored": len(scores),
                "gradcam": use_gradcam, "threshold": mon.scorer.threshold}
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -109,7 +109,7 @@ def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Pa
     if has_fri:
         draw_matrix(fig.add_subplot(gs[1, 2]), np.asarray(payload["fri_matrix"]),
                     "Method's FRI = Grad-CAM FI ⊗ occlusion RI\n(rank 1: an outer product)",
-                    cbar_label="FI (max 1) × RI (mean |Δlogit|)")
+                    cbar_label="FI (max 1) × RI (region Δlogit, negatives as 0)")
     where = f"t = {t_end:.1f} s into the stream" if t_end is not None else f"LSL t = {payload['t_lsl']:.1f} s"
     fig.suptitle(f"Alert #{payload['alert_id']} at {_clock(payload.get('wall_time'))} ({where}) · "
                  f"p(seizure) = {payload['p']:.3f} · model {payload['model']}\n"
@@ -121,22 +121,34 @@ def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Pa
     return path
 
 
-def timeline_figure(t_s, p, threshold, seizures, alert_onsets_s, alert_offsets_s, path, title="") -> Path:
-    """p(seizure) per window over time with the annotated seizure and the alerts."""
-    fig, ax = plt.subplots(figsize=(9, 3.2), dpi=110)
+def timeline_figure(t_s, p, threshold, seizures, alert_onsets_s, alert_offsets_s, path, title="",
+                    duration_s: float | None = None, window_s: float = 10.0) -> Path:
+    """p(seizure) per window over time from the recording's start, with the annotated seizure,
+    the windows that end before it (pre-ictal) marked, the first window's span, and the alerts."""
+    t_s, p = np.asarray(t_s, float), np.asarray(p, float)
+    fig, ax = plt.subplots(figsize=(9, 3.4), dpi=110)
     for i, (s, e) in enumerate(seizures):
         ax.axvspan(s, e, color="#f4a582", alpha=0.5, label="annotated seizure" if i == 0 else None)
     ax.plot(t_s, p, "-o", ms=2.5, color="#2166ac", label="p(seizure), window ending at t")
+    if seizures and len(t_s):
+        pre = t_s <= min(s for s, _ in seizures)
+        if pre.any():
+            ax.plot(t_s[pre], p[pre], "s", ms=4, color="#e08214", label="window entirely before onset")
+    if len(t_s):  # the first score needs a whole window: show what it covers
+        ax.annotate("", xy=(t_s[0] - window_s, -0.08), xytext=(t_s[0], -0.08),
+                    arrowprops={"arrowstyle": "|-|", "color": "grey", "lw": 1})
+        ax.text(t_s[0] - window_s / 2, -0.06, "first window", fontsize=6, color="grey", ha="center", va="bottom")
     ax.axhline(threshold, ls="--", color="grey", lw=1, label=f"threshold {threshold:.2f}")
     for i, a in enumerate(alert_onsets_s):
         ax.axvline(a, color="#b2182b", lw=2, label="alert onset" if i == 0 else None)
     for i, a in enumerate(alert_offsets_s):
         ax.axvline(a, color="#b2182b", lw=1, ls=":", label="alert closed" if i == 0 else None)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("time in recording (s)")
+    ax.set_ylim(-0.12, 1.02)
+    ax.set_xlim(0, duration_s if duration_s else (t_s[-1] if len(t_s) else 1.0))
+    ax.set_xlabel("time since the recording's start (s)")
     ax.set_ylabel("p(seizure)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", ncol=3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path)
