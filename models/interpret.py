@@ -4,8 +4,9 @@ Per segment: Grad-CAM on the last residual block → time-frequency importance
 FTI (raw, and normalised for display); FI per band = mean over time, then over
 each band's frequencies. Occlusion with a baseline (the quietest 10-s window in
 the 60 s before the segment), all in one batch (runtime.occlusion): CI_j =
-|Δlogit| when channel j is replaced, RI = mean CI per region, and the method's
-FRI = FI_rel ⊗ RI (FI_rel: largest band = 1), which is rank 1 by construction.
+|Δlogit| when channel j is replaced, RI = Δlogit when the whole region is
+replaced, and the method's FRI = FI_rel ⊗ max(RI, 0) (FI_rel: largest band = 1),
+which is rank 1 by construction.
 Beside it, the joint matrix J[band, region] = Δlogit when only that band of that
 region's channels is replaced: the band × region matrix that can say "theta on
 the left, alpha on the right".
@@ -88,7 +89,7 @@ class SegmentExplanation:
     def dominant_region(self) -> str:
         return max(self.ri, key=self.ri.get)
 
-    def to_json(self, channels=None) -> dict:
+    def to_json(self) -> dict:
         return {"start_s": self.start_s, "end_s": self.end_s, "p_seizure": round(self.p, 6),
                 "seizure_overlap": round(self.seizure_overlap, 3), "band_importance_raw": self.fi,
                 "band_importance": self.fi_rel, **self.occlusion.to_json(),
@@ -169,9 +170,10 @@ def write_explanation(interp: Interpreter, edf, rec, data, seizures, segs, out_d
     out.mkdir(parents=True, exist_ok=True)
     doc = {"model": interp.name, "file": str(edf), "threshold": interp.threshold,
            "seizures": [(s.start_s, s.end_s) for s in seizures],
-           "segments": [s.to_json(interp.spec.channels) for s in segs],
+           "segments": [s.to_json() for s in segs],
            "method": "FI: Grad-CAM (last residual block), mean over time then over band; CI: occlusion with "
-                     "the quietest preceding 10-s window, |dlogit|; RI: mean CI per region; fri_matrix = FI_rel x RI "
+                     "the quietest preceding 10-s window, |dlogit|; RI: dlogit when the whole region is replaced; "
+                     "fri_matrix = FI_rel x max(RI, 0) "
                      "(rank 1); joint_dlogit[band][region] = logit drop when only that band of that region's "
                      "channels is taken from the baseline"}
     (out / "explanation.json").write_text(json.dumps(doc, indent=2) + "\n")

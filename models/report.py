@@ -27,7 +27,7 @@ from runtime.figures import draw_eeg
 
 from .data import build_windows
 from .evaluate import event_counts, summarise, write_json
-from .explain import GradCAM, GradCAMPlusPlus, IntegratedGradients, band_importance
+from .explain import GradCAMPlusPlus, IntegratedGradients, band_importance
 from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
 from .train import binary_target, predict_proba, unambiguous
@@ -151,8 +151,9 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, seg, out: Path, stem: 
     maps = {}
     f = spec.freqs_hz
     extent = [t0, t0 + spec.window_s, f[0], f[-1]]
-    for name, cls in (("gradcam", GradCAM), ("gradcampp", GradCAMPlusPlus)):
-        cam = cls(interp.model, getattr(interp.model, interp.cam_layer)).attribute(xn)[0]
+    # Grad-CAM was computed with the segment's explanation; only Grad-CAM++ is new here
+    cam_pp = GradCAMPlusPlus(interp.model, getattr(interp.model, interp.cam_layer)).attribute(xn)[0]
+    for name, cam in (("gradcam", seg.fti_raw), ("gradcampp", cam_pp)):
         maps[name] = cam
         fig, ax = plt.subplots(1, 1, figsize=(7, 3.6), dpi=100)
         ax.imshow(base, aspect="auto", origin="lower", extent=extent, cmap="gray")

@@ -223,7 +223,7 @@ def _add_explain(sub):
         rec, data, seizures, segs = interp.explain_file(a.target, a.start, a.end, a.allow_missing)
         write_explanation(interp, a.target, rec, data, seizures, segs, a.output)
         for s in segs:
-            d = s.to_json(interp.spec.channels)
+            d = s.to_json()
             print(f"{s.start_s:7.1f}-{s.end_s:7.1f} s  p={s.p:.3f}  band {d['dominant_band']:<5}  "
                   f"region {d['dominant_region']}")
         print(f"wrote {a.output}/explanation.json, explanation_maps.npz, matrices.png, local_interpretation.png")
