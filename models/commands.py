@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -63,13 +62,12 @@ def train_main(args) -> int:
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv = {}
+    neg = Path(args.negatives[0]).name if args.negatives else None  # the negatives' data set (source)
     if "lopo" in args.cv:
         cv["leave_one_patient_out"] = run_folds(ws, leave_one_patient_out(ws), spec, cfg)
     if "loso" in args.cv:
-        neg = Path(args.negatives[0]).name if args.negatives else None
         cv["leave_one_seizure_out"] = run_folds(ws, leave_one_seizure_out(ws, neg), spec, cfg)
     if "cross-patient" in args.cv:
-        neg = Path(args.negatives[0]).name if args.negatives else None
         pats = sorted({p for p, la in zip(ws.patients, ws.label) if la >= 0.5})
         folds = [cross_patient(ws, a, b, neg) for a in pats for b in pats if a != b]
         cv["cross_patient"] = run_folds(ws, folds, spec, cfg)

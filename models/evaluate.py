@@ -87,21 +87,30 @@ def _recording_hop_s(ends: np.ndarray) -> float:
     return float(np.median(np.diff(np.sort(ends)))) if len(ends) > 1 else 1.0
 
 
-def event_counts(ws: WindowSet, p: np.ndarray, threshold, *, seizure_free: bool | None = None) -> EventCounts:
-    """SzCORE event counts over the recordings of a window set (all of them, or only the
+def event_counts_by_recording(ws: WindowSet, p: np.ndarray, threshold, *,
+                               seizure_free: bool | None = None) -> dict[str, EventCounts]:
+    """SzCORE event counts of each scored recording of a window set (all of them, or only the
     seizure-free ones with `seizure_free=True`, or only those with seizures with False)."""
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p.shape)
-    total = EventCounts()
     by_rec: dict[str, list[int]] = {}
     for i, w in enumerate(ws.windows):
         by_rec.setdefault(w.recording, []).append(i)
+    out = {}
     for rec, (duration, seizures) in ws.recordings.items():
         idx = by_rec.get(rec)
         if not idx or (seizure_free is not None and seizure_free == bool(seizures)):
             continue
         ends = np.array([ws.windows[i].end_s for i in idx])
         hyp = windows_to_events(ends, p[idx] >= thr[idx], _recording_hop_s(ends))
-        total.add(score_events(seizures, hyp, duration))
+        out[rec] = score_events(seizures, hyp, duration)
+    return out
+
+
+def event_counts(ws: WindowSet, p: np.ndarray, threshold, *, seizure_free: bool | None = None) -> EventCounts:
+    """SzCORE event counts summed over the recordings (see event_counts_by_recording)."""
+    total = EventCounts()
+    for counts in event_counts_by_recording(ws, p, threshold, seizure_free=seizure_free).values():
+        total.add(counts)
     return total
 
 

@@ -26,7 +26,7 @@ from runtime.channels import unique_labels
 from runtime.figures import draw_eeg
 
 from .data import build_windows
-from .evaluate import event_counts, summarise, write_json
+from .evaluate import event_counts_by_recording, summarise, write_json
 from .explain import GradCAMPlusPlus, IntegratedGradients, band_importance
 from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
@@ -259,11 +259,9 @@ def _window_table(rows: list[tuple[str, dict]]) -> list[str]:
 def event_table(ws, p: np.ndarray, threshold: float) -> list[dict]:
     """One row per recording: seizures, detected, false alarms, latency (SzCORE rules)."""
     rows = []
-    for rec, (duration, seizures) in ws.recordings.items():
-        idx = [i for i, w in enumerate(ws.windows) if w.recording == rec]
-        if not idx:
-            continue
-        e = event_counts(ws.subset(idx), p[idx], threshold).summary()
+    for rec, counts in event_counts_by_recording(ws, p, threshold).items():
+        duration, seizures = ws.recordings[rec]
+        e = counts.summary()
         rows.append({"recording": rec, "duration_s": duration, "seizures": len(seizures),
                      "detected": e["detected"], "false_alarms": e["false_alarms"],
                      "latency_s": e["latencies_s"], "already_alarming": e["detected_while_already_alarming"]})
