@@ -28,3 +28,7 @@ class StreamError(IctalError):
 
 class ModelError(IctalError):
     """A model file is missing, corrupt, or lacks ictal metadata."""
+
+
+class SinkError(IctalError):
+    """A log or output file cannot be opened, or is in use by another monitor."""

@@ -6,12 +6,36 @@ import numpy as np
 from .errors import StreamError
 
 
+# Units an EEG amplifier's LSL app writes in <channel><unit>, → factor to µV
+UNIT_TO_UV = {}
+for _names, _factor in ((("microvolts", "microvolt", "uv", "µv", "μv"), 1.0),
+                        (("millivolts", "millivolt", "mv"), 1e3),
+                        (("volts", "volt", "v"), 1e6),
+                        (("nanovolts", "nanovolt", "nv"), 1e-3)):
+    UNIT_TO_UV.update({n: _factor for n in _names})
+
+NUMERIC_FORMATS = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}  # pylsl cf_*
+
+
+def unit_factor(unit: str) -> float | None:
+    """µV per unit of a channel's declared unit ('microvolts', 'mV', 'V', ...); None when unknown."""
+    return UNIT_TO_UV.get(unit.strip().lower().replace(" ", ""))
+
+
+def _lower_xpath(field: str) -> str:
+    return f"translate({field},'ABCDEFGHIJKLMNOPQRSTUVWXYZ','abcdefghijklmnopqrstuvwxyz')"
+
+
 def resolve_stream(name: str | None = None, stream_type: str = "EEG", timeout_s: float = 10.0):
-    """StreamInfo of the first stream with this name (or, without a name, this type)."""
+    """StreamInfo of the first stream with this name (or, without a name, this type; the type
+    matches whatever its case: 'EEG', 'eeg', 'Eeg')."""
     import pylsl
 
     prop, value = ("name", name) if name else ("type", stream_type)
-    found = pylsl.resolve_byprop(prop, value, timeout=timeout_s)
+    if name:
+        found = pylsl.resolve_byprop("name", name, timeout=timeout_s)
+    else:
+        found = pylsl.resolve_bypred(f"{_lower_xpath('type')}='{stream_type.lower()}'", timeout=timeout_s)
     if not found:
         hint = f"`ictal replay FILE.edf --name {name}`" if name else "`ictal replay FILE.edf`"
         raise StreamError(f"no LSL stream with {prop} '{value}' found within {timeout_s:g} s; is the amplifier's "
@@ -19,48 +43,108 @@ def resolve_stream(name: str | None = None, stream_type: str = "EEG", timeout_s:
     return found[0]
 
 
-def channel_labels(info) -> list[str]:
-    """Channel labels from a stream's <channels><channel><label> metadata."""
-    labels = []
+def channel_metadata(info, field: str) -> list[str]:
+    """One field ('label', 'unit', ...) of every <channels><channel> in a stream's metadata."""
+    values = []
     ch = info.desc().child("channels").child("channel")
     while not ch.empty():
-        labels.append(ch.child_value("label"))
+        values.append(ch.child_value(field))
         ch = ch.next_sibling()
-    return labels
+    return values
+
+
+def channel_labels(info) -> list[str]:
+    return channel_metadata(info, "label")
 
 
 class LslSource:
-    """connect() → pull() (data (n_samples, n_channels), timestamps (n_samples,)) → disconnect()."""
+    """connect() → pull() (data (n_samples, n_channels) in µV, LSL timestamps (n_samples,)
+    corrected to this machine's clock) → disconnect().
+
+    Units come from each channel's <unit>; `units` overrides them (for streams that declare
+    none). Timestamps go through LSL's clock synchronisation, so a remote amplifier's
+    samples line up with this machine's clock.
+    """
 
     def __init__(self, name: str | None = None, stream_type: str = "EEG", timeout_s: float = 10.0,
-                 max_buffer_s: int = 60):
+                 max_buffer_s: int = 60, units: str | None = None):
         self.name, self.stream_type, self.timeout_s, self.max_buffer_s = name, stream_type, timeout_s, max_buffer_s
+        self.units = units
+        if units is not None and unit_factor(units) is None:
+            raise StreamError(f"--units {units!r}: expected one of V, mV, uV (µV), nV")
         self.inlet = None
+        self.uid = None
 
-    def connect(self):
+    def connect(self, info=None):
         import pylsl
 
-        info = resolve_stream(self.name, self.stream_type, self.timeout_s)
-        # recover=True: pylsl re-resolves a stream with the same source_id when it comes back
-        self.inlet = pylsl.StreamInlet(info, max_buflen=self.max_buffer_s, recover=True)
+        info = info or resolve_stream(self.name, self.stream_type, self.timeout_s)
+        name = info.name()
+        fmt = info.channel_format()
+        if fmt not in NUMERIC_FORMATS:
+            raise StreamError(f"stream '{name}' sends {'strings' if fmt == 3 else f'channel_format {fmt}'}; "
+                              "EEG must be numeric (float32, float64, int8/16/32/64)")
+        if info.channel_count() < 1:
+            raise StreamError(f"stream '{name}' declares {info.channel_count()} channels; EEG needs at least one")
+        # recover=True: pylsl re-resolves a stream with the same source_id when it comes back;
+        # clocksync: timestamps are mapped onto this machine's clock (a remote amplifier's offset)
+        self.inlet = pylsl.StreamInlet(info, max_buflen=self.max_buffer_s, recover=True,
+                                       processing_flags=pylsl.proc_clocksync)
         full = self.inlet.info(timeout=self.timeout_s)
         self.inlet.open_stream(timeout=self.timeout_s)  # subscribe now: samples from here on are ours
+        self.uid, self.source_id = full.uid(), full.source_id()
         self.stream_name = full.name()
         self.sfreq_hz = full.nominal_srate()
         self.n_channels = full.channel_count()
         self.labels = channel_labels(full)
+        self.channel_units = channel_metadata(full, "unit")
         if len(self.labels) != self.n_channels:
             raise StreamError(f"stream '{self.stream_name}' declares {self.n_channels} channels but labels "
                               f"{len(self.labels)} in its metadata; labels are needed to map channels")
         if self.sfreq_hz <= 0:
             raise StreamError(f"stream '{self.stream_name}' has an irregular rate; EEG needs a nominal rate")
-        self._buf = np.zeros((int(self.sfreq_hz * 4) + 1, self.n_channels), dtype=np.float32)
+        self.uv_per_unit = np.array([unit_factor(self.units or u) or np.nan for u in self.channel_units])
+        self._buf = np.zeros((int(self.sfreq_hz * 4) + 1, self.n_channels), dtype=NUMERIC_FORMATS[fmt])
         return self
+
+    def check_units(self, used: np.ndarray) -> None:
+        """Refuse channels the model uses whose unit is unknown (unless `units` was given)."""
+        unknown = [i for i in np.flatnonzero(used) if np.isnan(self.uv_per_unit[i])]
+        if unknown:
+            shown = ", ".join(f"{self.labels[i]} ({self.channel_units[i] or 'no unit'!r})" for i in unknown[:4])
+            raise StreamError(f"stream '{self.stream_name}': unknown units on {len(unknown)} channel(s) the model "
+                              f"uses: {shown}{' …' if len(unknown) > 4 else ''}; expected V, mV, uV or nV in "
+                              "<channel><unit>, or pass --units uV (or V, mV, nV)")
+        self.uv_per_unit = np.where(np.isnan(self.uv_per_unit), 0.0, self.uv_per_unit)
+        self._scale = None if np.all(self.uv_per_unit[used] == 1.0) else self.uv_per_unit
+
+    @property
+    def full_pull(self) -> bool:
+        """The last pull filled the buffer: more samples were waiting."""
+        return self._last_n == self._buf.shape[0]
 
     def pull(self) -> tuple[np.ndarray, np.ndarray]:
         data, ts = self.inlet.pull_chunk(timeout=0.0, max_samples=self._buf.shape[0], dest_obj=self._buf)
-        n = len(ts)
-        return self._buf[:n].astype(np.float64), np.asarray(ts, dtype=np.float64)
+        n = self._last_n = len(ts)
+        out = self._buf[:n].astype(np.float64)
+        if getattr(self, "_scale", None) is not None:
+            out *= self._scale
+        return out, np.asarray(ts, dtype=np.float64)
+
+    def find_replacement(self, timeout_s: float = 0.2):
+        """A stream with our name (or type) that is not the one we hold: the source restarted
+        as a new outlet (another source_id or channel layout). None when there is none."""
+        import pylsl
+
+        if self.name:
+            found = pylsl.resolve_byprop("name", self.name, timeout=timeout_s)
+        else:
+            found = pylsl.resolve_bypred(f"{_lower_xpath('type')}='{self.stream_type.lower()}'", timeout=timeout_s)
+        def replaced(f) -> bool:  # same source_id and layout: LSL's own recovery follows it
+            return f.uid() != self.uid and (not f.source_id() or f.source_id() != self.source_id
+                                            or f.channel_count() != self.n_channels
+                                            or f.nominal_srate() != self.sfreq_hz)
+        return next((f for f in found if replaced(f)), None)
 
     def disconnect(self) -> None:
         if self.inlet is not None:

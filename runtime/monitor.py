@@ -17,11 +17,21 @@ import numpy as np
 from .alerts import AlertStateMachine
 from .channels import resolve_montage, unique_labels
 from .conditioning import StreamingFilter, StreamingResampler
-from .errors import ChannelMismatch, StreamError
+from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
 from .occlusion import band_region_matrix, occlude
 from .scorer import Scorer
-from .sinks import ConsoleStatus, JsonlLog, LslOutputs
+from .sinks import ConsoleStatus, JsonlLog, LslOutputs, lock_exclusively, unique_source_id
+
+# Technical alarms: the monitor cannot monitor. Kept apart from seizure alerts, as clinical
+# monitors separate technical from physiological alarms (IEC 60601-1-8).
+TECHNICAL_ALARMS = {
+    "no_data": "no EEG samples are arriving",
+    "windows_rejected": "EEG windows cannot be scored",
+    "falling_behind": "the monitor is falling behind the stream",
+    "rate_mismatch": "the stream's effective sampling rate differs from its declared rate",
+    "log_failed": "the JSONL log cannot be written",
+}
 
 
 class RingBuffer:
@@ -61,27 +71,40 @@ class Monitor:
 
     def __init__(self, model: str | Path, *, stream_name: str | None = None, stream_type: str = "EEG",
                  hop_s: float = 1.0, allow_missing: int = 0, k: int = 3, n: int = 4, quiet_s: float = 10.0,
-                 refractory_s: float = 30.0, log_path: str | Path = "ictal-monitor.jsonl",
+                 refractory_s: float = 30.0, log_path: str | Path | None = None,
                  explain_dir: str | Path | None = None, gradcam_checkpoint: str | Path | None = None,
                  lsl_outputs: bool = True, console: bool = True, resolve_timeout_s: float = 10.0,
                  baseline_lookback_s: float = 60.0, gap_tolerance_s: float = 0.25, stale_s: float = 2.0,
                  max_bad_channels: int = 2, saturation_uv: float = 3000.0, flat_uv: float = 0.5,
-                 threads: int | None = None, output_name: str = "ictal", cam_layer: str = "layer4"):
+                 threads: int | None = None, name: str = "ictal", cam_layer: str = "layer4",
+                 units: str | None = None, rejected_alarm_windows: int = 3, behind_s: float = 5.0,
+                 rate_tolerance: float = 0.02, rate_span_s: float = 30.0):
+        if hop_s <= 0:
+            raise ValueError(f"hop_s must be positive, got {hop_s}")
         self.scorer = Scorer(model, threads=threads)
         self.spec = self.scorer.spec
         self.hop_s = hop_s
-        self.hop = int(round(hop_s * self.spec.sfreq_hz))
+        self.hop = max(1, int(round(hop_s * self.spec.sfreq_hz)))
         self.win = self.spec.n_samples
         self.allow_missing = allow_missing
         self.alerts = AlertStateMachine(self.scorer.threshold, k, n, quiet_s, refractory_s)
-        self.log = JsonlLog(log_path)
+        self.name = name
+        self.monitor_id = unique_source_id(name)
+        self.log = JsonlLog(log_path or f"{name}-monitor.jsonl", exclusive=True)
         self.explain_dir = Path(explain_dir) if explain_dir else None
+        if self.explain_dir:
+            self._explain_lock = self._claim_explain_dir()
         self.gradcam_checkpoint = gradcam_checkpoint
         self.cam_layer = cam_layer
         self._gradcam = None
-        self.outputs = LslOutputs(output_name) if lsl_outputs else None
+        self.outputs = (LslOutputs(name, self.monitor_id, hop_s=hop_s, model=self.scorer.name,
+                                   threshold=self.scorer.threshold) if lsl_outputs else None)
         self.console = ConsoleStatus() if console else None
-        self.source = LslSource(stream_name, stream_type, resolve_timeout_s)
+        self.source = LslSource(stream_name, stream_type, resolve_timeout_s, units=units)
+        self.technical: dict[str, dict] = {}  # active technical alarms: reason → details
+        self.rejected_alarm_windows, self.behind_s = rejected_alarm_windows, behind_s
+        self.rate_tolerance, self.rate_span_s = rate_tolerance, rate_span_s
+        self._log_failing = False
         self.lookback = int(baseline_lookback_s * self.spec.sfreq_hz)
         self.gap_tolerance_s, self.stale_s = gap_tolerance_s, stale_s
         self.max_bad_channels, self.saturation_uv, self.flat_uv = max_bad_channels, saturation_uv, flat_uv
@@ -92,38 +115,69 @@ class Monitor:
         self._clock = None
         self._figure_jobs: list[subprocess.Popen] = []
 
+    def _claim_explain_dir(self):
+        try:
+            self.explain_dir.mkdir(parents=True, exist_ok=True)
+            lock = open(self.explain_dir / ".ictal-monitor.lock", "w")
+        except OSError as e:
+            raise SinkError(f"explanation directory {self.explain_dir}: cannot write there "
+                            f"({e.strerror or e}); expected a writable directory (--explain-dir)") from None
+        lock_exclusively(lock, f"explanation directory {self.explain_dir}")
+        return lock
+
     # ------------------------------------------------------------ connection
-    def connect(self) -> "Monitor":
+    def connect(self, info=None) -> "Monitor":
         import pylsl
 
         self._clock = pylsl.local_clock
-        src = self.source.connect()
+        src = self.source.connect(info)
         try:
             self.montage = resolve_montage(src.labels, self.spec.channels, allow_missing=self.allow_missing,
                                            source_name=f"stream '{src.stream_name}'",
                                            model_name=f"model {self.scorer.name}")
-        except ChannelMismatch:
+            src.check_units(self.montage.matrix.any(axis=0))
+        except (ChannelMismatch, StreamError):
             self.source.disconnect()
             raise
         c = len(self.spec.channels)
         self.resampler = StreamingResampler(c, src.sfreq_hz, self.spec.sfreq_hz)
         self.filter = StreamingFilter(c, self.spec.sfreq_hz, self.spec.band_hz, self.spec.notch_hz)
-        self.last_ts: float | None = None
-        self.first_t_lsl: float | None = None  # first sample's LSL time: alerts also say seconds into the stream
+        self.ring.clear()
+        self.alerts.gap()
+        if info is None:  # a new outlet of the same source keeps these, so its gap is still logged
+            self.last_ts: float | None = None
+            self.first_t_lsl: float | None = None  # first sample's LSL time: alerts also say seconds into the stream
+            self.stalled = False
         self.last_data_wall = time.monotonic()
-        self.stalled = False
+        self._last_resolve = 0.0
         self.since_score = 0
+        self.n_rejected_run = 0  # consecutive rejected windows
+        self._rate_t0, self._rate_n = None, 0
         if self.gradcam_checkpoint and self._gradcam is None:
             from models.explain import GradCAMExplainer  # imports torch: only when Grad-CAM is asked for
 
             self._gradcam = GradCAMExplainer.from_checkpoint(self.gradcam_checkpoint, self.cam_layer)
-        self._record({"event": "connected", "stream": src.stream_name, "sfreq_hz": src.sfreq_hz,
-                      "channels": src.labels, "montage": dict(zip(unique_labels(self.spec.channels), self.montage.how)),
+        self._record({"event": "connected", "monitor": self.monitor_id, "stream": src.stream_name,
+                      "stream_uid": src.uid, "sfreq_hz": src.sfreq_hz, "channels": src.labels,
+                      "units": src.channel_units, "uv_per_unit": src.uv_per_unit.tolist(),
+                      "montage": dict(zip(unique_labels(self.spec.channels), self.montage.how)),
                       "model": self.scorer.name, "threshold": self.scorer.threshold, "hop_s": self.hop_s})
         if self.console:
             self.console.line(f"connected to '{src.stream_name}' ({src.n_channels} ch @ {src.sfreq_hz:g} Hz); "
                               f"{self.scorer.describe()}")
         return self
+
+    def _reconnect(self, info) -> None:
+        """The source came back as a new outlet: re-check its channels and go on, or stop
+        with a clear error (ChannelMismatch / StreamError)."""
+        old = self.source.labels
+        self.source.disconnect()
+        self._record({"event": "stream_replaced", "old_channels": len(old), "new_channels": info.channel_count(),
+                      "new_uid": info.uid()})
+        if self.console:
+            self.console.line(f"stream '{info.name()}' came back as a new outlet ({info.channel_count()} channels); "
+                              "re-checking its channels")
+        self.connect(info)
 
     def disconnect(self) -> None:
         for job in self._figure_jobs:  # let explanation figures finish
@@ -135,17 +189,50 @@ class Monitor:
         import resource
 
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: kB
-        self._record({"event": "disconnected", "scored": self.n_scored, "rejected": self.n_rejected,
+        self._record({"event": "disconnected", "monitor": self.monitor_id, "scored": self.n_scored,
+                      "rejected": self.n_rejected, "technical_alarms_active": sorted(self.technical),
                       "gaps": self.n_gaps, "samples_received": self.n_received, "peak_rss_mb": round(peak_mb, 1),
                       "torch_loaded": "torch" in __import__("sys").modules})
         self.log.close()
 
     # ------------------------------------------------------------ processing
     def _record(self, rec: dict) -> None:
+        """Log one record. A failing log never stops monitoring: it raises a technical alarm."""
         rec = {"wall_time": time.time(), **rec}
-        self.log.write(rec)
         if rec["event"] not in ("score",):
             self.events.append(rec)
+        try:
+            self.log.write(rec)
+        except OSError as e:
+            if not self._log_failing:
+                self._log_failing = True
+                self._technical("log_failed", True, path=str(self.log.path), error=e.strerror or str(e))
+            return
+        if self._log_failing:
+            self._log_failing = False
+            self._technical("log_failed", False)
+
+    def _technical(self, reason: str, active: bool, **detail) -> None:
+        """Raise or clear a technical alarm: console, JSONL, a marker on the alerts stream and
+        a status sample on the scores stream. Each alarm is announced once, and once cleared."""
+        if active == (reason in self.technical):
+            return
+        if active:
+            self.technical[reason] = detail
+        else:
+            detail = {**self.technical.pop(reason), **detail}
+        kind = "technical_alarm" if active else "technical_alarm_cleared"
+        rec = {"event": kind, "reason": reason, "message": TECHNICAL_ALARMS[reason], "monitor": self.monitor_id,
+               **detail}
+        if self.outputs:
+            t = self._clock() if self._clock else 0.0
+            self.outputs.alert(t, rec)
+            self.outputs.score(t, float("nan"), self.alerts.active, bool(self.technical))
+        if self.console:
+            extra = ", ".join(f"{k}={v}" for k, v in detail.items())
+            self.console.line(f"TECHNICAL ALARM: {TECHNICAL_ALARMS[reason]}{' (' + extra + ')' if extra else ''}"
+                              if active else f"technical alarm cleared: {TECHNICAL_ALARMS[reason]}")
+        self._record(rec)
 
     def _reset_conditioning(self) -> None:
         self.resampler.reset()
@@ -167,29 +254,59 @@ class Monitor:
                 self.stalled = True
                 self._record({"event": "stream_stalled", "since_t_lsl": self.last_ts,
                               "seconds_without_data": round(now - self.last_data_wall, 2)})
-                if self.console:
-                    self.console.line(f"no data from '{self.source.stream_name}' for {self.stale_s:g} s; waiting")
+                self._technical("no_data", True, stream=self.source.stream_name, since_t_lsl=self.last_ts)
+            if self.stalled and now - self._last_resolve > self.stale_s:
+                # the source may have restarted as a new outlet (another source_id or layout),
+                # which LSL's own recovery does not follow
+                self._last_resolve = now
+                replacement = self.source.find_replacement()
+                if replacement is not None:
+                    self._reconnect(replacement)
             return 0
         if self.stalled:
             self._record({"event": "stream_resumed", "t_lsl": float(ts[0])})
             self.stalled = False
+        self._technical("no_data", False)
         self.last_data_wall = now
         self.n_received += len(ts)
+        lag = self._clock() - float(ts[-1])  # how far behind the newest sample we are
+        if lag > self.behind_s or (self.source.full_pull and lag > self.behind_s / 2):
+            self._technical("falling_behind", True, lag_s=round(lag, 2))
+        elif lag < self.behind_s / 2:
+            self._technical("falling_behind", False, lag_s=round(lag, 2))
         self._ingest(data, ts)
+        self._check_rate(ts)
         return len(ts)
+
+    def _check_rate(self, ts: np.ndarray) -> None:
+        """Compare the rate the timestamps show over `rate_span_s` with the declared one: a
+        source that declares 256 Hz and sends 250 would shift every frequency by 2 %."""
+        if self._rate_t0 is None:
+            self._rate_t0, self._rate_n = float(ts[0]), 0
+        self._rate_n += len(ts)
+        span = float(ts[-1]) - self._rate_t0
+        if span < self.rate_span_s:
+            return
+        effective = (self._rate_n - 1) / span
+        declared = self.source.sfreq_hz
+        off = abs(effective / declared - 1.0) > self.rate_tolerance
+        self._technical("rate_mismatch", off, declared_hz=declared, effective_hz=round(effective, 2))
+        self._rate_t0, self._rate_n = None, 0
 
     def _ingest(self, data: np.ndarray, ts: np.ndarray) -> None:
         period = 1.0 / self.source.sfreq_hz
         if self.last_ts is not None:
             jump = ts[0] - self.last_ts
             if jump > period + self.gap_tolerance_s or jump < -self.gap_tolerance_s:
-                kind = "gap" if jump > 0 else "clock_jump"
+                # samples lost while the monitor was behind are an overrun, not the source's gap
+                kind = ("overrun" if "falling_behind" in self.technical else "gap") if jump > 0 else "clock_jump"
                 self.n_gaps += 1
                 self._record({"event": kind, "from_t_lsl": self.last_ts, "to_t_lsl": float(ts[0]),
                               "seconds": round(float(jump), 4)})
                 if self.console:
                     self.console.line(f"{kind}: {jump:+.2f} s at LSL t={self.last_ts:.2f}; restarting the buffer")
                 self._reset_conditioning()
+                self._rate_t0, self._rate_n = None, 0
         if self.first_t_lsl is None:
             self.first_t_lsl = float(ts[0])
         self.last_ts = float(ts[-1])
@@ -226,24 +343,30 @@ class Monitor:
         saturated = [c for c, s in zip(self.spec.channels, sat) if s]
         return flat, saturated
 
+    def _reject(self, t_end: float, reason: str, **detail) -> None:
+        """A window that cannot be scored: logged, a NaN on the scores stream, and after
+        `rejected_alarm_windows` in a row a technical alarm (the monitor is blind)."""
+        self.n_rejected += 1
+        self.n_rejected_run += 1
+        self._record({"event": "window_rejected", "t_lsl": t_end, "reason": reason, **detail})
+        self.alerts.gap()
+        if self.n_rejected_run >= self.rejected_alarm_windows:
+            self._technical("windows_rejected", True, why=reason, windows=self.n_rejected_run, **detail)
+        if self.outputs:
+            self.outputs.score(t_end, float("nan"), self.alerts.active, bool(self.technical))
+
     def _score(self, skip: int = 0) -> None:
         data, raw, t, bad = self.ring.latest(self.win, skip)
         t_end = float(t[-1])
         if bad.any():
-            self.n_rejected += 1
-            self._record({"event": "window_rejected", "t_lsl": t_end, "reason": "non-finite samples",
-                          "bad_samples": int(bad.sum())})
-            self.alerts.gap()
-            return
+            return self._reject(t_end, "non-finite samples", bad_samples=int(bad.sum()))
         flat, saturated = self._quality(raw)
         missing = [c for c, how in zip(self.spec.channels, self.montage.how) if how.startswith("missing")]
         bad_channels = sorted(set(flat + saturated) - set(missing))
         if len(bad_channels) > self.max_bad_channels:
-            self.n_rejected += 1
-            self._record({"event": "window_rejected", "t_lsl": t_end, "reason": "flat or saturated channels",
-                          "flat": flat, "saturated": saturated})
-            self.alerts.gap()
-            return
+            return self._reject(t_end, "flat or saturated channels", flat=flat, saturated=saturated)
+        self.n_rejected_run = 0
+        self._technical("windows_rejected", False)
         if bad_channels:  # zero-fill a few bad channels: the model was trained with channel drop-out
             data = data.copy()
             data[[self.spec.channels.index(c) for c in bad_channels]] = 0.0
@@ -261,10 +384,10 @@ class Monitor:
             rec["zero_filled"] = bad_channels
         self._record(rec)
         if self.outputs:
-            self.outputs.score(t_end, p, self.alerts.active)
+            self.outputs.score(t_end, p, self.alerts.active, bool(self.technical))
         if self.console:
             bar = "#" * int(round(p * 20))
-            state = "ALERT" if self.alerts.active else "ok"
+            state = "ALERT" if self.alerts.active else ("TECHNICAL ALARM" if self.technical else "ok")
             self.console.status(f"t={t_end:10.2f}  p={p:.3f} [{bar:<20}] {state}"
                                 f"{'  degraded: ' + ','.join(bad_channels) if bad_channels else ''}")
         if event:
@@ -290,37 +413,58 @@ class Monitor:
                           "mean_power_uv2": round(power, 3)}
 
     def _alert(self, event, log_power: np.ndarray, feats: np.ndarray, eeg: np.ndarray, skip: int) -> None:
+        """The alert is logged and published first; its explanation and files come after,
+        and their failure is logged, never fatal."""
         payload = {"event": event.kind, "alert_id": event.alert_id, "t_lsl": event.t_lsl, "p": round(event.p, 6),
-                   "model": self.scorer.name, "wall_time": time.time(),
+                   "model": self.scorer.name, "monitor": self.monitor_id, "wall_time": time.time(),
                    "t_stream_s": round(event.t_lsl - self.first_t_lsl, 3) if self.first_t_lsl is not None else None}
         if event.kind == "onset":
-            t0 = time.perf_counter()
-            base, base_info = self._baseline(skip)
-            occ = occlude(self.scorer, self.spec, log_power, self.scorer.transform.log_power(base))
-            expl = {**occ.to_json(), "baseline": base_info, "first_positive_t_lsl": event.first_positive_t_lsl,
-                    "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)}
-            if self.gradcam_checkpoint:
-                fi = self._gradcam.band_importance(feats)
-                expl["band_importance"] = fi
-                expl["fri_matrix"] = band_region_matrix(fi, occ.region_importance()).round(6).tolist()
-            payload.update(expl)
-            self.explanations.append(payload)
-            self._write_explanation(payload, eeg)
+            payload["first_positive_t_lsl"] = event.first_positive_t_lsl
         self._record({**payload, "event": f"alert_{event.kind}"})
         if self.outputs:
             self.outputs.alert(event.t_lsl, payload)
         if self.console:
-            if event.kind == "onset":
-                self.console.line(f"ALERT #{event.alert_id} onset at LSL t={event.t_lsl:.2f}  p={event.p:.3f}  "
-                                  f"regions: {', '.join(payload['top_regions'])}  "
-                                  f"strongest band x region: {' / '.join(payload['joint_top_cell'])}")
-            else:
-                self.console.line(f"ALERT #{event.alert_id} closed at LSL t={event.t_lsl:.2f}")
+            self.console.line(f"ALERT #{event.alert_id} onset at LSL t={event.t_lsl:.2f}  p={event.p:.3f}"
+                              if event.kind == "onset" else f"ALERT #{event.alert_id} closed at LSL t={event.t_lsl:.2f}")
+        if event.kind == "onset":
+            self._explain(payload, log_power, feats, eeg, skip)
+
+    def _explain(self, alert: dict, log_power: np.ndarray, feats: np.ndarray, eeg: np.ndarray, skip: int) -> None:
+        payload = {**alert, "event": "explanation"}
+        try:
+            t0 = time.perf_counter()
+            base, base_info = self._baseline(skip)
+            occ = occlude(self.scorer, self.spec, log_power, self.scorer.transform.log_power(base))
+            payload.update({**occ.to_json(), "baseline": base_info,
+                            "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
+            if self.gradcam_checkpoint:
+                fi = self._gradcam.band_importance(feats)
+                payload["band_importance"] = fi
+                payload["fri_matrix"] = band_region_matrix(fi, occ.region_importance()).round(6).tolist()
+        except Exception as e:  # an explanation must never cost the alert or the monitoring
+            self._record({"event": "explanation_failed", "alert_id": alert["alert_id"],
+                          "error": f"{type(e).__name__}: {e}"})
+            if self.console:
+                self.console.line(f"  explanation of alert #{alert['alert_id']} failed: {type(e).__name__}: {e}")
+            return
+        try:
+            self._write_explanation(payload, eeg)
+        except OSError as e:
+            payload["files_error"] = f"{e.strerror or e}: {getattr(e, 'filename', '') or self.explain_dir}"
+            if self.console:
+                self.console.line(f"  explanation files of alert #{alert['alert_id']} not written: "
+                                  f"{payload['files_error']}")
+        self.explanations.append(payload)
+        self._record({**payload, "event": "alert_explanation"})
+        if self.outputs:
+            self.outputs.alert(alert["t_lsl"], payload)
+        if self.console:
+            self.console.line(f"  alert #{alert['alert_id']} regions: {', '.join(payload['top_regions'])}  "
+                              f"strongest band x region: {' / '.join(payload['joint_top_cell'])}")
 
     def _write_explanation(self, payload: dict, eeg: np.ndarray) -> None:
         if not self.explain_dir:
             return
-        self.explain_dir.mkdir(parents=True, exist_ok=True)
         stem = self.explain_dir / f"alert_{payload['alert_id']:03d}"
         payload["files"] = [str(stem.with_suffix(".json")), str(stem.with_suffix(".png")),
                             str(stem.with_suffix(".npz"))]

@@ -17,6 +17,8 @@ import numpy as np
 
 from runtime.annotations import is_seizure_text, seizures_for_file
 from runtime.edf import Annotation, Recording, read_edf
+from runtime.errors import ChannelMismatch
+from runtime.lsl import unit_factor
 
 
 def recording_with_seizures(path: str | Path) -> Recording:
@@ -36,6 +38,7 @@ class Faults:
     nan_bursts: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (start, seconds) of NaN
     flat_channels: list[str] = dataclasses.field(default_factory=list)  # held at a constant value
     jitter_s: float = 0.0  # std of Gaussian timestamp jitter
+    declared_rate_hz: float | None = None  # declare this rate instead of the recording's (a lying amplifier)
     seed: int = 0
 
 
@@ -45,7 +48,11 @@ class Replay:
     def __init__(self, recording: Recording | str | Path, *, speed: float = 1.0, loop: bool = False,
                  name: str = "ictal-replay", source_id: str | None = None, chunk_s: float = 1 / 32,
                  faults: Faults | None = None, start_s: float = 0.0, markers: bool = True, t0: float | None = None,
-                 wait_for_consumer_s: float = 5.0):
+                 wait_for_consumer_s: float = 5.0, unit: str = "microvolts", channel_format: str = "float32",
+                 stream_type: str = "EEG"):
+        """`unit` is what the stream declares and sends (the data is converted from µV; an
+        unknown unit sends µV values under that name); `channel_format` any LSL numeric
+        format ('float32', 'double64', 'int16', ...)."""
         self.rec = recording if isinstance(recording, Recording) else recording_with_seizures(recording)
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
@@ -53,10 +60,15 @@ class Replay:
         self.source_id = source_id or f"ictal-replay:{self.rec.name}"
         self.chunk = max(1, int(round(chunk_s * self.rec.sfreq_hz)))
         self.faults = faults or Faults()
+        unknown = [c for c in self.faults.flat_channels if c.upper() not in {l.upper() for l in self.rec.labels}]
+        if unknown:
+            raise ChannelMismatch(f"--flat {', '.join(unknown)}: not a channel of {self.rec.name}; it has "
+                                  f"{', '.join(self.rec.labels)}")
         self.start_sample = int(round(start_s * self.rec.sfreq_hz))
         self.with_markers = markers
         self.t0 = t0
         self.wait_for_consumer_s = wait_for_consumer_s
+        self.unit, self.channel_format, self.stream_type = unit, channel_format, stream_type
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.pushed = 0  # samples pushed
@@ -66,12 +78,14 @@ class Replay:
         import pylsl
 
         rec = self.rec
-        info = pylsl.StreamInfo(self.name, "EEG", len(rec.labels), rec.sfreq_hz, "float32", self.source_id)
+        rate = self.faults.declared_rate_hz or rec.sfreq_hz
+        info = pylsl.StreamInfo(self.name, self.stream_type, len(rec.labels), rate, self.channel_format,
+                                self.source_id)
         chans = info.desc().append_child("channels")
         for label in rec.labels:
             ch = chans.append_child("channel")
             ch.append_child_value("label", label)
-            ch.append_child_value("unit", "microvolts")
+            ch.append_child_value("unit", self.unit)
             ch.append_child_value("type", "EEG")
         info.desc().append_child_value("manufacturer", "ictal stream_sim")
         info.desc().append_child_value("source_file", rec.name)
@@ -84,14 +98,13 @@ class Replay:
         return eeg, markers
 
     def _signal(self) -> np.ndarray:
-        data = self.rec.data_uv.T.astype(np.float32).copy()  # (n_times, n_channels)
+        per_uv = 1.0 / (unit_factor(self.unit) or 1.0)
+        data = (self.rec.data_uv.T * per_uv).astype(np.float64 if self.channel_format == "double64" else np.float32)
         sf = self.rec.sfreq_hz
         for start, dur in self.faults.nan_bursts:
             data[int(start * sf): int((start + dur) * sf)] = np.nan
         for label in self.faults.flat_channels:
             idx = [i for i, l in enumerate(self.rec.labels) if l.upper() == label.upper()]
-            if not idx:
-                raise ValueError(f"flat channel {label!r} is not in {self.rec.name}")
             data[:, idx] = data[0, idx]
         return data
 
@@ -138,7 +151,10 @@ class Replay:
             if self.faults.jitter_s:
                 stamps = stamps + rng.normal(0, self.faults.jitter_s, len(idx))
             if keep.any():
-                eeg.push_chunk(np.ascontiguousarray(data[idx[keep]]), stamps[keep].tolist())
+                chunk = data[idx[keep]]
+                if self.channel_format.startswith("int"):
+                    chunk = np.round(np.nan_to_num(chunk))
+                eeg.push_chunk(np.ascontiguousarray(chunk), stamps[keep].tolist())
                 self.push_log.append((int(idx[keep][-1]), pylsl.local_clock()))
                 self.pushed += int(keep.sum())
             if markers is not None:

@@ -1,0 +1,232 @@
+"""Fault injection: the monitor never loses an alert, never goes blind silently, and reads
+units, formats, rates and restarted streams correctly. Real LSL on loopback throughout."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+from runtime.errors import ChannelMismatch, SinkError, StreamError
+from runtime.monitor import Monitor
+from stream_sim.replay import Faults, Replay
+from stream_sim.synthetic import synthetic_recording
+
+from conftest import unique_stream_name
+
+SPEED = 20.0
+
+
+def _monitor(model, tmp_path, name, **kw):
+    kw.setdefault("log_path", tmp_path / "log.jsonl")
+    return Monitor(model, stream_name=name, console=kw.pop("console", False), name=unique_stream_name("ictal-out"),
+                   **kw)
+
+
+def _replay_into(model, rec, tmp_path, *, replay_kw=None, **kw):
+    name = unique_stream_name()
+    replay = Replay(rec, speed=SPEED, name=name, **(replay_kw or {})).start()
+    mon = _monitor(model, tmp_path, name, **kw)
+    try:
+        mon.connect()
+        mon.run(idle_exit_s=2.0, duration_s=60)
+    finally:
+        replay.stop()
+        mon.disconnect()
+    return mon, _log(kw.get("log_path", tmp_path / "log.jsonl"))
+
+
+def _log(path):
+    return [json.loads(line) for line in open(path).read().splitlines()]
+
+
+def _events(log, kind):
+    return [e for e in log if e["event"] == kind]
+
+
+# ------------------------------------------------------------------ alerts are never lost
+def test_an_unwritable_explanation_folder_never_costs_the_alert(tiny_model, tmp_path):
+    rec = synthetic_recording(110, [(40.0, 80.0)], seed=931, name="sz")
+    name = unique_stream_name()
+    replay = Replay(rec, speed=SPEED, name=name).start()
+    mon = _monitor(tiny_model["onnx"], tmp_path, name, explain_dir=tmp_path / "expl")
+    (tmp_path / "expl" / ".ictal-monitor.lock").unlink()
+    (tmp_path / "expl").rmdir()
+    (tmp_path / "expl").write_text("a file where the folder was (a full or vanished disk)")
+    try:
+        mon.connect()
+        mon.run(idle_exit_s=2.0, duration_s=60)
+    finally:
+        replay.stop()
+        mon.disconnect()
+    log = _log(tmp_path / "log.jsonl")
+    onset, expl = _events(log, "alert_onset")[0], _events(log, "alert_explanation")[0]
+    assert log.index(onset) < log.index(expl) and "expl" in expl["files_error"]
+    assert expl["top_regions"], "the explanation itself is still logged"
+    assert any(e["t_lsl"] > onset["t_lsl"] + 20 for e in _events(log, "score")), "scoring went on"
+
+
+def test_a_failing_log_raises_a_technical_alarm_and_scoring_goes_on(tiny_model, tmp_path, capsys):
+    import pylsl
+
+    rec = synthetic_recording(40, [], seed=932, name="full")
+    name, out = unique_stream_name(), unique_stream_name("ictal-out")
+    replay = Replay(rec, speed=SPEED, name=name).start()
+    mon = Monitor(tiny_model["onnx"], stream_name=name, log_path="/dev/full", name=out)
+    alerts_in = pylsl.StreamInlet(pylsl.resolve_byprop("name", f"{out}-alerts", timeout=5)[0])
+    alerts_in.open_stream(5)
+    try:
+        mon.connect()
+        mon.run(idle_exit_s=2.0, duration_s=60)
+        markers, _ = alerts_in.pull_chunk(timeout=1.0)
+    finally:
+        replay.stop()
+        mon.disconnect()
+    assert mon.n_scored >= 25
+    assert "TECHNICAL ALARM: the JSONL log cannot be written" in capsys.readouterr().out
+    alarms = [json.loads(m[0]) for m in markers]
+    assert any(a["event"] == "technical_alarm" and a["reason"] == "log_failed" and a["path"] == "/dev/full"
+               for a in alarms)
+
+
+def test_two_monitors_cannot_share_a_log_or_an_explanation_folder(tiny_model, tmp_path):
+    first = Monitor(tiny_model["onnx"], log_path=tmp_path / "a.jsonl", explain_dir=tmp_path / "expl",
+                    lsl_outputs=False, console=False)
+    with pytest.raises(SinkError, match=r"a.jsonl is in use by another running monitor.*--name"):
+        Monitor(tiny_model["onnx"], log_path=tmp_path / "a.jsonl", lsl_outputs=False, console=False)
+    with pytest.raises(SinkError, match=r"explanation directory .*expl is in use"):
+        Monitor(tiny_model["onnx"], log_path=tmp_path / "b.jsonl", explain_dir=tmp_path / "expl",
+                lsl_outputs=False, console=False)
+    assert first.monitor_id.startswith("ictal@")
+
+
+def test_an_explanation_folder_that_is_a_file_is_refused_at_start(tiny_model, tmp_path):
+    (tmp_path / "expl").write_text("")
+    with pytest.raises(SinkError, match=r"explanation directory .*expl: cannot write there"):
+        Monitor(tiny_model["onnx"], log_path=tmp_path / "a.jsonl", explain_dir=tmp_path / "expl",
+                lsl_outputs=False, console=False)
+
+
+# ------------------------------------------------------------------ never blind silently
+def test_windows_rejected_in_a_row_raise_a_technical_alarm_on_the_console(tiny_model, tmp_path, capsys):
+    rec = synthetic_recording(40, [], seed=933, name="flat3")
+    flat = ["FP1-F7", "F7-T7", "T7-P7"]
+    mon, log = _replay_into(tiny_model["onnx"], rec, tmp_path, replay_kw={"faults": Faults(flat_channels=flat)},
+                            console=True)
+    assert mon.n_scored == 0 and mon.n_rejected >= 20
+    alarm = _events(log, "technical_alarm")
+    assert alarm[0]["reason"] == "windows_rejected" and alarm[0]["flat"] == flat
+    assert "TECHNICAL ALARM: EEG windows cannot be scored" in capsys.readouterr().out
+
+
+def test_a_stream_that_lies_about_its_rate_raises_a_rate_alarm(tiny_model, tmp_path):
+    rec = synthetic_recording(40, [], seed=934, name="rate")  # 256 Hz samples declared as 250 Hz
+    _, log = _replay_into(tiny_model["onnx"], rec, tmp_path, replay_kw={"faults": Faults(declared_rate_hz=250.0)},
+                          rate_span_s=10.0)
+    alarm = [e for e in _events(log, "technical_alarm") if e["reason"] == "rate_mismatch"]
+    assert alarm and alarm[0]["declared_hz"] == 250.0 and alarm[0]["effective_hz"] == pytest.approx(256, abs=1)
+
+
+def test_a_stream_restarted_with_other_channels_is_followed_or_refused(tiny_model, eegmmidb_dir, tmp_path):
+    from runtime.edf import read_edf
+
+    name = unique_stream_name()
+    first = Replay(synthetic_recording(30, [], seed=935, name="a"), speed=SPEED, name=name, markers=False).start()
+    mon = _monitor(tiny_model["onnx"], tmp_path, name, stale_s=0.5)
+    mon.connect()
+    second = third = None
+    try:
+        mon.run(idle_exit_s=1.5, duration_s=30)
+        first.stop()
+        # the amplifier comes back as a new outlet, 64 referential channels at 160 Hz
+        second = Replay(read_edf(eegmmidb_dir / "S001" / "S001R01.edf"), speed=SPEED, name=name,
+                        markers=False).start()
+        mon.run(idle_exit_s=3.0, duration_s=30)
+        second.stop()
+        third = Replay(synthetic_recording(30, [], seed=936, labels=["FP1", "F7", "T7"], name="c"), speed=SPEED,
+                       name=name, markers=False).start()
+        with pytest.raises(ChannelMismatch, match=rf"stream '{name}' lacks"):
+            mon.run(idle_exit_s=3.0, duration_s=30)
+    finally:
+        for r in (first, second, third):
+            if r:
+                r.stop()
+        mon.disconnect()
+    log = _log(tmp_path / "log.jsonl")
+    connected = _events(log, "connected")
+    assert [c["sfreq_hz"] for c in connected] == [256.0, 160.0]
+    assert _events(log, "stream_replaced")[0]["new_channels"] == 64
+    after = [e for e in log[log.index(connected[1]):] if e["event"] == "score"]
+    assert len(after) >= 30 and mon.n_scored - len(after) >= 15, "scored both streams"
+
+
+# ------------------------------------------------------------------ units and formats
+def test_a_stream_in_volts_scores_as_the_same_stream_in_microvolts(tiny_model, tmp_path):
+    rec = synthetic_recording(30, [(5.0, 25.0)], seed=937, name="volts")
+    _, uv = _replay_into(tiny_model["onnx"], rec, tmp_path / "uv")
+    _, v = _replay_into(tiny_model["onnx"], rec, tmp_path / "v", replay_kw={"unit": "volts"})
+    assert _events(v, "connected")[0]["uv_per_unit"][0] == 1e6
+    p_uv, p_v = [np.array([e["p"] for e in _events(log, "score")]) for log in (uv, v)]
+    assert len(p_v) == len(p_uv) >= 18 and not _events(v, "window_rejected")
+    np.testing.assert_allclose(p_v, p_uv, atol=1e-3)
+
+
+def test_unknown_units_are_refused_unless_given(tiny_model, tmp_path):
+    rec = synthetic_recording(30, [], seed=938, name="furlong")
+    name = unique_stream_name()
+    replay = Replay(rec, speed=2.0, name=name, unit="furlongs").start()
+    try:
+        with pytest.raises(StreamError, match=r"unknown units .*FP1-F7 \('furlongs'\).*--units uV"):
+            _monitor(tiny_model["onnx"], tmp_path, name).connect()
+        mon = _monitor(tiny_model["onnx"], tmp_path, name, units="uV", log_path=tmp_path / "ok.jsonl").connect()
+        mon.disconnect()
+    finally:
+        replay.stop()
+    assert _events(_log(tmp_path / "ok.jsonl"), "connected")[0]["units"][0] == "furlongs"
+
+
+@pytest.mark.parametrize("fmt", ["double64", "int16"])
+def test_numeric_formats_and_a_lower_case_type_are_accepted(tiny_model, tmp_path, fmt):
+    rec = synthetic_recording(25, [], seed=939, name="fmt")
+    kind = unique_stream_name("EEGTYPE")
+    name = unique_stream_name()
+    replay = Replay(rec, speed=SPEED, name=name, channel_format=fmt, stream_type=kind.lower()).start()
+    mon = Monitor(tiny_model["onnx"], stream_type=kind.upper(), log_path=tmp_path / "log.jsonl", console=False,
+                  lsl_outputs=False)
+    try:
+        mon.connect()
+        mon.run(idle_exit_s=2.0, duration_s=30)
+    finally:
+        replay.stop()
+        mon.disconnect()
+    assert mon.source.stream_name == name and mon.n_scored >= 10
+
+
+def test_string_and_empty_streams_are_refused_with_a_clear_error(tiny_model, tmp_path):
+    import pylsl
+
+    for channels, fmt, match in ((1, "string", "sends strings; EEG must be numeric"),
+                                 (0, "float32", "declares 0 channels")):
+        name = unique_stream_name()
+        outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "EEG", channels, 256, fmt, name))
+        with pytest.raises(StreamError, match=match):
+            _monitor(tiny_model["onnx"], tmp_path, name, allow_missing=23, lsl_outputs=False).connect()
+        del outlet
+
+
+def test_falling_behind_is_reported_as_such(tiny_model, tmp_path):
+    rec = synthetic_recording(40, [], seed=940, name="behind")
+    name = unique_stream_name()
+    replay = Replay(rec, speed=1.0, name=name, t0=None).start()
+    mon = _monitor(tiny_model["onnx"], tmp_path, name, behind_s=2.0, lsl_outputs=False)
+    mon.connect()
+    try:
+        time.sleep(8.0)  # a monitor stalled by something else: samples queue up in the inlet
+        mon.run(duration_s=3.0)
+    finally:
+        replay.stop()
+        mon.disconnect()
+    log = _log(tmp_path / "log.jsonl")
+    behind = [e for e in _events(log, "technical_alarm") if e["reason"] == "falling_behind"]
+    assert behind and behind[0]["lag_s"] > 2.0
+    assert [e for e in _events(log, "technical_alarm_cleared") if e["reason"] == "falling_behind"], \
+        "cleared once it caught up"
