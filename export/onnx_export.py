@@ -12,7 +12,7 @@ import torch
 
 from models.train import load_checkpoint
 from runtime.errors import ModelError
-from runtime.scorer import Scorer, file_sha256, metadata_json
+from runtime.scorer import META_GRAPH, Scorer, file_sha256, metadata_json, onnx_graph_sha256
 
 PARITY_TOL = 1e-4
 
@@ -34,7 +34,23 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     proto.producer_name = "ictal"
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(output))
-    return output
+    return stamp_graph_hash(output)
+
+
+def stamp_graph_hash(path: str | Path) -> Path:
+    """Write the SHA-256 of the file's graph (nodes + weights) into its metadata; the
+    runtime refuses a model whose graph no longer matches it."""
+    path = Path(path)
+    proto = onnx.load(str(path))
+    for i in reversed(range(len(proto.metadata_props))):
+        if proto.metadata_props[i].key == META_GRAPH:
+            del proto.metadata_props[i]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_GRAPH, onnx_graph_sha256(path.read_bytes(), str(path))
+    onnx.save(proto, str(path))
+    if onnx_graph_sha256(path.read_bytes(), str(path)) != entry.value:  # the graph must serialise the same
+        raise ModelError(f"{path}: the graph changed when its metadata was written; cannot stamp its hash")
+    return path
 
 
 def parity_check(checkpoint: str | Path, onnx_path: str | Path, x: np.ndarray) -> dict:
@@ -81,7 +97,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, calibration: np.nda
         e = dst.metadata_props.add()
         e.key, e.value = p.key, p.value
     onnx.save(dst, str(output))
-    return output
+    return stamp_graph_hash(output)  # its own graph, not the fp32 one
 
 
 def time_scorer(path: str | Path, x: np.ndarray, repeats: int = 30) -> float:

@@ -18,10 +18,56 @@ META_WEIGHTS = "ictal.weights_sha256"
 META_NAME = "ictal.model_name"
 META_CHECKPOINT = "ictal.checkpoint"
 META_PEERS = "ictal.classical_peers"  # line-length / band-power detectors fitted with the model
+META_GRAPH = "ictal.graph_sha256"  # of the ONNX graph itself (nodes + weights), checked at every load
 
 
 def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(buf):
+            raise ValueError("truncated varint")
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def onnx_graph_sha256(model_bytes: bytes, where: str = "model") -> str:
+    """SHA-256 of an ONNX file's serialized graph (ModelProto field 7: nodes and weights).
+
+    The metadata lives in another field, so writing the hash into the metadata does not
+    change it, and a changed weight does. Reads the protobuf wire format directly: the
+    bedside runtime does not need the onnx package.
+    """
+    i = 0
+    try:
+        while i < len(model_bytes):
+            key, i = _varint(model_bytes, i)
+            field, wire = key >> 3, key & 7
+            if wire == 0:
+                _, i = _varint(model_bytes, i)
+            elif wire == 1:
+                i += 8
+            elif wire == 5:
+                i += 4
+            elif wire == 2:
+                n, i = _varint(model_bytes, i)
+                if field == 7:
+                    if i + n > len(model_bytes):
+                        raise ValueError("truncated graph")
+                    return hashlib.sha256(model_bytes[i:i + n]).hexdigest()
+                i += n
+            else:
+                raise ValueError(f"wire type {wire}")
+    except ValueError as e:
+        raise ModelError(f"{where}: not a readable ONNX file ({e})") from None
+    raise ModelError(f"{where}: no graph in this ONNX file")
 
 
 class Scorer:
@@ -38,7 +84,8 @@ class Scorer:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such model file")
-        if expected_sha256 and file_sha256(self.path) != expected_sha256:
+        model_bytes = self.path.read_bytes()
+        if expected_sha256 and hashlib.sha256(model_bytes).hexdigest() != expected_sha256:
             raise ModelError(f"{self.path}: SHA-256 differs from the expected {expected_sha256[:12]}…")
         opts = ort.SessionOptions()
         if threads:
@@ -46,7 +93,7 @@ class Scorer:
         opts.enable_cpu_mem_arena = False  # the arena would keep the occlusion batch's peak for good
         try:
             # CPU only, explicitly: never fall back silently to another device
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(model_bytes, opts, providers=["CPUExecutionProvider"])
         except Exception as e:
             raise ModelError(f"{self.path}: ONNX Runtime cannot load it ({e})") from e
         meta = self.session.get_modelmeta().custom_metadata_map
@@ -55,7 +102,14 @@ class Scorer:
         self.spec = FeatureSpec.from_json(meta[META_SPEC], where=f"{self.path} metadata")
         if self.spec.norm_mean is None:
             raise SpecError(f"{self.path}: feature spec has no normalisation constants")
-        self.threshold = float(meta.get(META_THRESHOLD, 0.5))
+        self.threshold = _threshold(meta.get(META_THRESHOLD), self.path)
+        stored = meta.get(META_GRAPH, "")
+        if not stored:
+            raise ModelError(f"{self.path}: no '{META_GRAPH}' in metadata_props, so its weights cannot be "
+                             "verified; re-export it with `ictal export` (or `ictal.export.stamp_graph_hash`)")
+        if onnx_graph_sha256(model_bytes, str(self.path)) != stored:
+            raise ModelError(f"{self.path}: the graph's SHA-256 does not match '{META_GRAPH}' in its metadata; "
+                             "the weights were changed or corrupted after export. Refusing to score with it")
         self.name = meta.get(META_NAME, self.path.stem)
         self.weights_sha256 = meta.get(META_WEIGHTS, "")
         self.checkpoint = meta.get(META_CHECKPOINT, "")
@@ -99,6 +153,16 @@ class Scorer:
         s = self.spec
         return (f"model {self.name} ({self.path.name}): {len(s.channels)} channels at {s.sfreq_hz:g} Hz, "
                 f"{s.window_s:g}-s windows, {len(s.freqs_hz)} freqs, threshold {self.threshold:.3f}")
+
+
+def _threshold(text: str | None, where) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ModelError(f"{where}: metadata '{META_THRESHOLD}' is {text!r}; expected a probability in (0, 1)") from None
+    if not 0.0 < value < 1.0:  # NaN fails too: a monitor with it would never alert
+        raise ModelError(f"{where}: metadata '{META_THRESHOLD}' is {text!r}; expected a probability in (0, 1)")
+    return value
 
 
 def metadata_json(spec: FeatureSpec, threshold: float, weights_sha256: str, name: str, checkpoint: str,

@@ -63,3 +63,46 @@ def test_int8_model_keeps_metadata_and_predictions_close(tiny_model, tmp_path):
     assert Scorer(q).spec == s.spec
     cmp = compare_int8(tiny_model["onnx"], q, x)
     assert cmp["int8_bytes"] < cmp["fp32_bytes"] and cmp["max_abs_prob_diff"] < 0.2
+
+
+def _rewrite(src, dst, change):
+    import onnx
+
+    proto = onnx.load(str(src))
+    change(proto)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_scorer_refuses_changed_weights_a_missing_hash_and_a_bad_threshold(tiny_model, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from runtime.scorer import META_GRAPH, META_THRESHOLD
+
+    def zero_weights(proto):
+        for init in proto.graph.initializer:
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), init.name))
+
+    def drop(key):
+        def change(proto):
+            kept = [p for p in proto.metadata_props if p.key != key]
+            del proto.metadata_props[:]
+            proto.metadata_props.extend(kept)
+        return change
+
+    def threshold(value):
+        def change(proto):
+            next(p for p in proto.metadata_props if p.key == META_THRESHOLD).value = value
+        return change
+
+    src = tiny_model["onnx"]
+    with pytest.raises(ModelError, match="graph's SHA-256 does not match.*changed or corrupted"):
+        Scorer(_rewrite(src, tmp_path / "zeroed.onnx", zero_weights))
+    with pytest.raises(ModelError, match=f"no '{META_GRAPH}'.*re-export"):
+        Scorer(_rewrite(src, tmp_path / "nohash.onnx", drop(META_GRAPH)))
+    for value in ("nan", "2.0", "abc", "0"):
+        with pytest.raises(ModelError, match=rf"'{META_THRESHOLD}' is '{value}'; expected a probability"):
+            Scorer(_rewrite(src, tmp_path / "thr.onnx", threshold(value)))
+    assert onnx.load(str(src)).graph.initializer, "the fixture itself is untouched"
+    Scorer(src)
