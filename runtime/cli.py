@@ -8,13 +8,40 @@ import sys
 from .errors import IctalError
 
 
+def _number(kind, minimum=None, *, strict=False, maximum=None):
+    """An argparse type: `kind` (int/float) within bounds, with a one-line error naming what is expected."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if kind is float and value != value:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+        low_bad = minimum is not None and (value <= minimum if strict else value < minimum)
+        high_bad = maximum is not None and value > maximum
+        if low_bad or high_bad:
+            rel = (">" if strict else "≥") + f" {minimum:g}" if minimum is not None else ""
+            rel += (" and " if rel and maximum is not None else "") + (f"≤ {maximum:g}" if maximum is not None else "")
+            raise argparse.ArgumentTypeError(f"expected a value {rel}, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE = _number(float, 0, strict=True)
+POSITIVE_INT = _number(int, 1)
+COUNT = _number(int, 0)
+PROBABILITY = _number(float, 0, strict=True, maximum=1.0)
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="train the CWT ResNet on CHB-MIT-like directories ([train] extra)")
     p.add_argument("data", nargs="+", help="directories of EDF files with chbNN-summary.txt, *.csv_bi or EDF+ "
                    "seizure labels; each is one data set (its name is the folder's)")
     p.add_argument("-o", "--output", required=True, help="checkpoint path (.pt; a .json sidecar is written too)")
     p.add_argument("--negatives", action="append", help="seizure-free EDF directory (repeatable)")
-    p.add_argument("--allow-missing-negatives", type=int, default=0,
+    p.add_argument("--allow-missing-negatives", type=COUNT, default=0,
                    help="zero-fill up to N model channels the negatives cannot provide")
     p.add_argument("--exclude", action="append", help="hold out recordings whose name starts with this")
     p.add_argument("--cv", default="", help="comma list: lopo (leave one patient out: the headline), "
@@ -26,11 +53,11 @@ def _add_train(sub):
                    help="features relative to each channel's own window power (default: channel-window)")
     p.add_argument("--threshold-rule", default="youden",
                    help="threshold on validation windows: youden, or specificity:S (e.g. specificity:0.99)")
-    p.add_argument("--width", type=float, default=0.125)
-    p.add_argument("--epochs", type=int, default=25)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--hop", type=float, default=10.0, help="window hop outside seizures, s")
-    p.add_argument("--seizure-hop", type=float, default=1.0, help="window hop around seizures, s")
+    p.add_argument("--width", type=POSITIVE, default=0.125)
+    p.add_argument("--epochs", type=POSITIVE_INT, default=25)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=32)
+    p.add_argument("--hop", type=POSITIVE, default=10.0, help="window hop outside seizures, s")
+    p.add_argument("--seizure-hop", type=POSITIVE, default=1.0, help="window hop around seizures, s")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--balance", default="source-class", choices=["class", "source-class"],
                    help="loss weighting: every (data set, class) cell equal, or classes only")
@@ -46,9 +73,9 @@ def _add_evaluate(sub):
     p.add_argument("model", help="checkpoint .pt or exported .onnx")
     p.add_argument("data")
     p.add_argument("-o", "--output", default="evaluation", help="output directory")
-    p.add_argument("--hop", type=float, default=1.0)
-    p.add_argument("--threshold", type=float, default=None, help="override the model's threshold")
-    p.add_argument("--allow-missing", type=int, default=0, help="zero-fill up to N channels a recording lacks "
+    p.add_argument("--hop", type=POSITIVE, default=1.0)
+    p.add_argument("--threshold", type=PROBABILITY, default=None, help="override the model's threshold (0-1]")
+    p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels a recording lacks "
                    "(each is reported; more than a quarter of the model's channels needs --force)")
     p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
 
@@ -60,10 +87,12 @@ def _add_evaluate(sub):
 
 def _span(text: str) -> tuple[float, float]:
     try:
-        a, b = text.split(":")
-        return float(a), float(b)
+        a, b = (float(v) for v in text.split(":"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected START:SECONDS (or START:END), got {text!r}") from None
+    if not (a >= 0 and b > 0):
+        raise argparse.ArgumentTypeError(f"expected START ≥ 0 and a positive second number, got {text!r}")
+    return a, b
 
 
 def _add_export(sub):
@@ -83,30 +112,38 @@ def _add_monitor(sub):
     p = sub.add_parser("monitor", help="score a live LSL EEG stream, raise and explain alerts")
     p.add_argument("--model", required=True, help="exported .onnx model")
     p.add_argument("--stream", help="LSL stream name (default: the first stream of --type)")
-    p.add_argument("--type", default="EEG", help="LSL stream type to resolve when no name is given")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the stream")
-    p.add_argument("--hop", type=float, default=1.0, help="seconds between scored windows")
-    p.add_argument("--allow-missing", type=int, default=0, help="zero-fill up to N channels the stream lacks")
-    p.add_argument("--k", type=int, default=3, help="windows above threshold (of --n) to open an alert")
-    p.add_argument("--n", type=int, default=4)
-    p.add_argument("--quiet", type=float, default=10.0, help="seconds below threshold to close an alert")
-    p.add_argument("--refractory", type=float, default=30.0, help="seconds after closing before a new alert")
-    p.add_argument("--log", default="ictal-monitor.jsonl", help="JSONL log of every score and alert")
-    p.add_argument("--explain-dir", default="ictal-explanations", help="alert explanations (JSON + PNG)")
+    p.add_argument("--type", default="EEG", help="LSL stream type to resolve when no name is given (any case)")
+    p.add_argument("--name", default="ictal", help="this monitor's name: its LSL outputs are NAME-alerts and "
+                   "NAME-scores (with a unique source_id), its default log and explanation folder start with it")
+    p.add_argument("--units", help="units of a stream that declares none (V, mV, uV, nV); by default they come "
+                   "from each channel's <unit> and unknown units are refused")
+    p.add_argument("--timeout", type=POSITIVE, default=10.0, help="seconds to wait for the stream")
+    p.add_argument("--hop", type=POSITIVE, default=1.0, help="seconds between scored windows")
+    p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels the stream lacks")
+    p.add_argument("--k", type=POSITIVE_INT, default=3, help="windows above threshold (of --n) to open an alert")
+    p.add_argument("--n", type=POSITIVE_INT, default=4)
+    p.add_argument("--quiet", type=_number(float, 0), default=10.0, help="seconds below threshold to close an alert")
+    p.add_argument("--refractory", type=_number(float, 0), default=30.0,
+                   help="seconds after closing before a new alert")
+    p.add_argument("--log", help="JSONL log of every score and alert (default: NAME-monitor.jsonl)")
+    p.add_argument("--explain-dir", help="alert explanations, JSON + PNG (default: NAME-explanations)")
     p.add_argument("--gradcam", metavar="CHECKPOINT",
                    help="torch checkpoint for Grad-CAM band importance and the 5x5 matrix (imports torch)")
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"],
                    help="Grad-CAM target layer: layer4 (the method's) or a finer one")
-    p.add_argument("--duration", type=float, help="stop after this many seconds")
-    p.add_argument("--idle-exit", type=float, help="stop when no data arrived for this many seconds")
+    p.add_argument("--duration", type=POSITIVE, help="stop after this many seconds")
+    p.add_argument("--idle-exit", type=POSITIVE, help="stop when no data arrived for this many seconds")
     p.add_argument("--no-lsl-out", action="store_true", help="do not publish alert/score LSL streams")
 
     def run(a):
         from .monitor import Monitor
+        if a.k > a.n:
+            p.error(f"--k {a.k} windows above threshold cannot be more than the --n {a.n} windows looked at")
         mon = Monitor(a.model, stream_name=a.stream, stream_type=a.type, hop_s=a.hop, allow_missing=a.allow_missing,
                       k=a.k, n=a.n, quiet_s=a.quiet, refractory_s=a.refractory, log_path=a.log,
-                      explain_dir=a.explain_dir, gradcam_checkpoint=a.gradcam, lsl_outputs=not a.no_lsl_out,
-                      resolve_timeout_s=a.timeout, cam_layer=a.cam_layer)
+                      explain_dir=a.explain_dir or f"{a.name}-explanations", gradcam_checkpoint=a.gradcam,
+                      lsl_outputs=not a.no_lsl_out, resolve_timeout_s=a.timeout, cam_layer=a.cam_layer,
+                      name=a.name, units=a.units)
         mon.connect()
         try:
             mon.run(duration_s=a.duration, idle_exit_s=a.idle_exit)
@@ -123,12 +160,12 @@ def _faults(a):
 
 
 def _add_fault_args(p):
-    p.add_argument("--speed", type=float, default=1.0, help="x real time")
+    p.add_argument("--speed", type=POSITIVE, default=1.0, help="x real time")
     p.add_argument("--loop", action="store_true")
     p.add_argument("--dropout", type=_span, action="append", metavar="START:SECONDS", help="inject a drop-out")
     p.add_argument("--nan-burst", type=_span, action="append", metavar="START:SECONDS", help="inject NaN samples")
     p.add_argument("--flat", action="append", metavar="CHANNEL", help="hold a channel flat")
-    p.add_argument("--jitter", type=float, default=0.0, help="timestamp jitter std, s")
+    p.add_argument("--jitter", type=_number(float, 0), default=0.0, help="timestamp jitter std, s")
 
 
 def _add_replay(sub):
@@ -149,7 +186,7 @@ def _add_replay(sub):
 
 def _add_simulate(sub):
     p = sub.add_parser("simulate", help="stream synthetic EEG with seizures at known times over LSL")
-    p.add_argument("--duration", type=float, default=300.0, help="seconds of EEG")
+    p.add_argument("--duration", type=POSITIVE, default=300.0, help="seconds of EEG")
     p.add_argument("--seizure", type=_span, action="append", metavar="START:END", help="seizure interval, s")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="ictal-sim")
@@ -173,7 +210,7 @@ def _add_simulate(sub):
 def _add_demo(sub):
     p = sub.add_parser("demo", help="replay a bundled real seizure over LSL into the monitor; alerts + figures")
     p.add_argument("-o", "--output", default="demo_out")
-    p.add_argument("--speed", type=float, default=4.0, help="replay speed, x real time")
+    p.add_argument("--speed", type=POSITIVE, default=4.0, help="replay speed, x real time")
     p.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM even if torch is installed")
 
     def run(a):
@@ -188,8 +225,8 @@ def _add_bench(sub):
     p.add_argument("-o", "--output", default="bench_out")
     p.add_argument("--model", help="ONNX model (default: the shipped one)")
     p.add_argument("--checkpoint", help="torch checkpoint for the torch rows (default: the shipped one)")
-    p.add_argument("--repeats", type=int, default=50)
-    p.add_argument("--offline-minutes", type=float, default=30.0)
+    p.add_argument("--repeats", type=POSITIVE_INT, default=50)
+    p.add_argument("--offline-minutes", type=POSITIVE, default=30.0)
     p.add_argument("--no-torch", action="store_true", help="skip Grad-CAM, torch eager and int8 rows")
 
     def run(a):
@@ -205,15 +242,17 @@ def _add_explain(sub):
                                        "of a data set (--global) ([train] extra)")
     p.add_argument("model", help="checkpoint .pt (Grad-CAM needs the torch model)")
     p.add_argument("target", help="an EDF file, or with --global a labelled data directory")
-    p.add_argument("--start", type=float, default=0.0, help="seconds")
-    p.add_argument("--end", type=float, default=float("inf"), help="seconds")
+    p.add_argument("--start", type=_number(float, 0), default=0.0, help="seconds")
+    p.add_argument("--end", type=POSITIVE, default=float("inf"), help="seconds")
     p.add_argument("--global", dest="global_", action="store_true", help="mean matrix over all seizures")
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"],
                    help="Grad-CAM target: layer4 (the method's last residual block) or an earlier, finer one")
-    p.add_argument("--allow-missing", type=int, default=0)
+    p.add_argument("--allow-missing", type=COUNT, default=0)
     p.add_argument("-o", "--output", default="explanation")
 
     def run(a):
+        if a.end <= a.start:
+            p.error(f"--end {a.end:g} must be after --start {a.start:g}")
         from models.interpret import Interpreter, global_interpretation, write_explanation
         interp = Interpreter(a.model, a.cam_layer)
         if a.global_:
@@ -236,10 +275,10 @@ def _add_report(sub):
     p.add_argument("model", help="checkpoint .pt")
     p.add_argument("data", help="labelled EDF directory")
     p.add_argument("-o", "--output", default="report")
-    p.add_argument("--examples", type=int, default=2,
+    p.add_argument("--examples", type=POSITIVE_INT, default=2,
                    help="examples of each kind (true/false positive/negative), never overlapping")
-    p.add_argument("--hop", type=float, default=5.0)
-    p.add_argument("--allow-missing", type=int, default=0)
+    p.add_argument("--hop", type=POSITIVE, default=5.0)
+    p.add_argument("--allow-missing", type=COUNT, default=0)
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"])
     p.add_argument("--llm", action="store_true",
                    help="rewrite summaries via ICTAL_LLM_URL/ICTAL_LLM_API_KEY/ICTAL_LLM_MODEL (off by default)")
@@ -267,6 +306,10 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     except IctalError as e:
         print(f"ictal {args.command}: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # an unwritable output, a full disk: one line naming the file, no traceback
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"ictal {args.command}: cannot read or write{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

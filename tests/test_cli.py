@@ -50,3 +50,33 @@ def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     r = _ictal("replay", bad)
     assert r.returncode == 2
     assert "EDFError" in r.stderr and "broken.edf" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["replay", "x.edf", "--speed", "0"], "--speed: expected a value > 0"),
+    (["simulate", "--duration", "0"], "--duration: expected a value > 0"),
+    (["monitor", "--model", "m.onnx", "--k", "5", "--n", "4"], "--k 5 windows above threshold cannot be more"),
+    (["monitor", "--model", "m.onnx", "--hop", "0"], "--hop: expected a value > 0"),
+    (["evaluate", "m.onnx", "d", "--hop", "-1"], "--hop: expected a value > 0"),
+    (["evaluate", "m.onnx", "d", "--threshold", "nan"], "--threshold: expected a number"),
+    (["evaluate", "m.onnx", "d", "--threshold", "2"], "--threshold: expected a value > 0 and ≤ 1"),
+    (["explain", "m.pt", "f.edf", "--start", "50", "--end", "10"], "--end 10 must be after --start 50"),
+    (["train", "d", "-o", "m.pt", "--epochs", "0"], "--epochs: expected a value ≥ 1"),
+    (["train", "d", "-o", "m.pt", "--batch-size", "0"], "--batch-size: expected a value ≥ 1"),
+    (["replay", "x.edf", "--dropout", "5"], "expected START:SECONDS"),
+])
+def test_bad_arguments_are_one_line_and_exit_2(argv, expected, capsys):
+    from runtime.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and expected in err and "Traceback" not in err
+
+
+def test_unwritable_log_and_unknown_flat_channel_are_one_line_errors(tiny_model, chbmit_dir, tmp_path):
+    (tmp_path / "file").write_text("")
+    r = _ictal("monitor", "--model", tiny_model["onnx"], "--log", tmp_path / "file" / "log.jsonl", timeout=60)
+    assert r.returncode == 2 and "file/log.jsonl" in r.stderr and "Traceback" not in r.stderr
+    r = _ictal("replay", chbmit_dir / "chb01" / "chb01_18_ictal.edf", "--flat", "NOPE", timeout=60)
+    assert r.returncode == 2 and "--flat NOPE: not a channel of chb01_18_ictal.edf" in r.stderr
