@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 from pathlib import Path
@@ -65,6 +66,7 @@ def parse_chbmit_summary(path: str | os.PathLike) -> dict[str, SummaryEntry]:
         raise AnnotationError(f"{path}: cannot read summary file ({e})") from e
     patient = patient_of(path.name)
     entries: dict[str, SummaryEntry] = {}
+    first_line: dict[str, int] = {}
     channels: list[str] = []
     reading_channels = False
     current: SummaryEntry | None = None
@@ -95,6 +97,10 @@ def parse_chbmit_summary(path: str | os.PathLike) -> dict[str, SummaryEntry]:
         if m:
             finish(lineno)
             reading_channels = False
+            if m.group(1) in entries:  # which entry's seizures are right? refuse rather than drop one
+                raise AnnotationError(f"{path}:{lineno}: {m.group(1)} is listed again (first at line "
+                                      f"{first_line[m.group(1)]}); each file must appear once")
+            first_line[m.group(1)] = lineno
             current = SummaryEntry(m.group(1), [], list(channels))
             entries[current.file_name] = current
             expected, pending_start = None, None
@@ -170,6 +176,10 @@ def seizures_from_edf_annotations(recording, patient: str = "") -> list[Seizure]
     return [Seizure(s, e, name, patient, f"{Path(name).stem}#{i + 1}") for i, (s, e) in enumerate(out)]
 
 
+# TUSZ csv_bi labels: background, seizure, and the seizure-type codes of the multi-class files
+TUH_LABELS = {"bckg", "seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz", "mysz", "nesz"}
+
+
 def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure]:
     """Parse a TUH `csv_bi` label file (channel,start_time,stop_time,label,confidence).
 
@@ -177,9 +187,15 @@ def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure
     """
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        raw = path.read_bytes()
     except OSError as e:
         raise AnnotationError(f"{path}: cannot read TUH label file ({e})") from e
+    try:
+        lines = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        lineno = raw[:e.start].count(b"\n") + 1
+        raise AnnotationError(f"{path}:{lineno}: byte {raw[e.start]:#04x} is not UTF-8 text; expected a TUH "
+                              "csv_bi label file") from None
     header_seen, intervals = False, []
     for lineno, line in enumerate(lines, 1):
         line = line.strip()
@@ -198,9 +214,15 @@ def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure
             start, stop = float(parts[1]), float(parts[2])
         except ValueError as e:
             raise AnnotationError(f"{path}:{lineno}: start/stop times are not numbers: {line!r}") from e
+        if not (math.isfinite(start) and math.isfinite(stop)):
+            raise AnnotationError(f"{path}:{lineno}: start/stop times must be finite seconds, got {line!r}")
         if stop <= start:
             raise AnnotationError(f"{path}:{lineno}: stop_time {stop:g} is not after start_time {start:g}")
-        if parts[3].lower() != "bckg" and is_seizure_text(parts[3]):
+        label = parts[3].lower()
+        if label not in TUH_LABELS:  # a typo must not turn a seizure into background
+            raise AnnotationError(f"{path}:{lineno}: label {parts[3]!r} is not a TUH label; expected bckg, seiz "
+                                  f"or a seizure type ({', '.join(sorted(TUH_LABELS - {'bckg', 'seiz'}))})")
+        if label != "bckg":
             intervals.append((start, stop))
     if not header_seen:
         raise AnnotationError(f"{path}: no csv_bi header line; not a TUH label file")

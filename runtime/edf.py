@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -71,14 +72,37 @@ def check_edf_header(path: str | os.PathLike) -> None:
             header_bytes = int(_field(head, 184, 8, path, "header bytes"))
             n_records = int(_field(head, 236, 8, path, "number of data records"))
             n_signals = int(_field(head, 252, 4, path, "number of signals"))
+            record_s = float(_field(head, 244, 8, path, "duration of a data record"))
         except ValueError as e:
             raise EDFError(f"{path}: header numbers do not parse ({e}); not an EDF file") from e
+        if not record_s > 0:
+            raise EDFError(f"{path}: header field 'duration of a data record' is {record_s:g} s; expected a "
+                           "positive number of seconds")
         if n_signals <= 0 or header_bytes != 256 * (n_signals + 1):
             raise EDFError(f"{path}: header says {n_signals} signals and {header_bytes} header bytes; "
                            f"expected 256*(signals+1)")
         sig = f.read(256 * n_signals)
         if len(sig) < 256 * n_signals:
             raise EDFError(f"{path}: truncated inside the signal headers")
+    labels = [_field(sig, 16 * i, 16, path, "label") for i in range(n_signals)]
+    # physical min, physical max, digital min, digital max: 8 characters per signal each, from offset 104·ns
+    ranges = {}
+    for k, what in enumerate(("physical minimum", "physical maximum", "digital minimum", "digital maximum")):
+        values = []
+        for i in range(n_signals):
+            text = _field(sig, n_signals * (104 + 8 * k) + 8 * i, 8, path, what)
+            try:
+                values.append(float(text))
+            except ValueError:
+                raise EDFError(f"{path}: channel {labels[i]!r}: {what} is {text!r}; expected a number") from None
+        ranges[what] = values
+    for i, label in enumerate(labels):
+        if label == "EDF Annotations":
+            continue
+        for lo, hi in (("physical minimum", "physical maximum"), ("digital minimum", "digital maximum")):
+            if ranges[lo][i] == ranges[hi][i]:
+                raise EDFError(f"{path}: channel {label!r}: {lo} equals {hi} ({ranges[lo][i]:g}); the samples "
+                               "cannot be scaled to physical units")
     off = n_signals * (16 + 80 + 8 + 8 + 8 + 8 + 8 + 80)
     try:
         spr = [int(_field(sig, off + 8 * i, 8, path, "samples per record")) for i in range(n_signals)]
@@ -111,23 +135,28 @@ def read_edf(path: str | os.PathLike) -> Recording:
     signals = [s for s in edf.signals if s.label.strip() not in ("", "-", ".")]
     if not signals:
         raise EDFError(f"{path}: contains no EEG signals")
-    rates = {float(s.sampling_frequency) for s in signals}
-    if len(rates) != 1:
-        detail = ", ".join(f"{s.label}={s.sampling_frequency:g} Hz" for s in signals)
-        raise EDFError(f"{path}: signals have different sampling rates ({detail}); expected one rate")
+    rates = [float(s.sampling_frequency) for s in signals]
+    # the EEG rate: the one most signals share; an ECG or respiration channel at another rate is skipped
+    rate = max(set(rates), key=lambda r: (rates.count(r), r))
+    skipped = [s for s, r in zip(signals, rates) if r != rate]
+    if skipped:
+        warnings.warn(f"{path}: skipped {', '.join(f'{s.label.strip()} ({s.sampling_frequency:g} Hz)' for s in skipped)}"
+                      f": not at the EEG rate of {rate:g} Hz", stacklevel=2)
+        signals = [s for s, r in zip(signals, rates) if r == rate]
+    unknown = [f"{s.label.strip()} ({s.physical_dimension.strip() or 'no unit'!r})" for s in signals
+               if s.physical_dimension.strip().lower() not in _UNIT_TO_UV]
+    if unknown:
+        raise EDFError(f"{path}: unknown physical dimension on {', '.join(unknown[:4])}"
+                       f"{' …' if len(unknown) > 4 else ''}; expected uV, mV, V or nV")
     rows = []
     for s in signals:
-        unit = s.physical_dimension.strip().lower()
-        scale = _UNIT_TO_UV.get(unit)
-        if scale is None:
-            scale = 1.0  # unitless/unknown: assume the common clinical unit, microvolts
-        rows.append(np.asarray(s.data, dtype=np.float64) * scale)
+        rows.append(np.asarray(s.data, dtype=np.float64) * _UNIT_TO_UV[s.physical_dimension.strip().lower()])
     data = np.vstack(rows)
     if not np.all(np.isfinite(data)):
         raise EDFError(f"{path}: contains non-finite samples")
     annotations = [Annotation(float(a.onset), float(a.duration or 0.0), a.text) for a in edf.annotations]
     edf_plus = str(getattr(edf, 'reserved', '')).startswith('EDF+')
-    return Recording(data, rates.pop(), [s.label.strip() for s in signals], str(path), annotations, edf_plus)
+    return Recording(data, rate, [s.label.strip() for s in signals], str(path), annotations, edf_plus)
 
 
 def write_edf(recording: Recording, path: str | os.PathLike) -> Path:

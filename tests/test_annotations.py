@@ -72,3 +72,31 @@ def test_plain_edf_without_labels_is_not_silently_seizure_free(tmp_path, chbmit_
     (d / "x.edf").write_bytes((chbmit_dir / "chb01" / "chb01_18_ictal.edf").read_bytes())
     with pytest.raises(AnnotationError, match="x.edf: no seizure labels"):
         find_labelled_recordings(d)
+
+
+def test_a_file_listed_twice_in_a_summary_is_an_error(tmp_path):
+    entry = ("File Name: chb99_01.edf\nFile Start Time: 10:00:00\nFile End Time: 11:00:00\n"
+             "Number of Seizures in File: 1\nSeizure Start Time: 10 seconds\nSeizure End Time: 50 seconds\n\n")
+    path = tmp_path / "chb99-summary.txt"
+    path.write_text(entry + entry.replace("Number of Seizures in File: 1\nSeizure Start Time: 10 seconds\n"
+                                          "Seizure End Time: 50 seconds\n", "Number of Seizures in File: 0\n"))
+    with pytest.raises(AnnotationError, match=r"chb99-summary.txt:8: chb99_01.edf is listed again \(first at line 1\)"):
+        parse_chbmit_summary(path)
+
+
+@pytest.mark.parametrize("row, match", [
+    ("FP1-F7,10.0,20.0,siez,1.0", r":2: label 'siez' is not a TUH label; expected bckg, seiz"),
+    ("FP1-F7,nan,20.0,seiz,1.0", r":2: start/stop times must be finite"),
+])
+def test_tuh_csv_bi_typos_and_nan_times_are_errors_not_background(tmp_path, row, match):
+    path = tmp_path / "rec.csv_bi"
+    path.write_text(f"channel,start_time,stop_time,label,confidence\n{row}\n")
+    with pytest.raises(AnnotationError, match=match):
+        parse_tuh_csv_bi(path)
+
+
+def test_tuh_csv_bi_that_is_not_utf8_names_the_line(tmp_path):
+    path = tmp_path / "rec.csv_bi"
+    path.write_bytes(b"# version = csv_v1.0.0\nchannel,start_time,stop_time,label,confidence\nFP1,1,2,bckg\xff,1\n")
+    with pytest.raises(AnnotationError, match=r"rec.csv_bi:3: byte 0xff is not UTF-8"):
+        parse_tuh_csv_bi(path)

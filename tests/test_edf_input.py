@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -62,3 +64,52 @@ def test_non_edf_file_is_refused(tmp_path):
         read_edf(p)
     with pytest.raises(EDFError, match="no such EDF"):
         read_edf(tmp_path / "missing.edf")
+
+
+def _patched(src: bytes, tmp_path, name, patch) -> Path:
+    data = bytearray(src)
+    patch(data, int(data[252:256].decode().strip()))
+    out = tmp_path / name
+    out.write_bytes(bytes(data))
+    return out
+
+
+def _signal_field(data, ns, start, index, text):
+    """Overwrite one 8-character per-signal header field (start = its offset in units of ns)."""
+    pos = 256 + ns * start + 8 * index
+    data[pos:pos + 8] = f"{text:<8}".encode()
+
+
+def _equal_physical_range(data, ns):  # signal 2's physical maximum set to its physical minimum
+    lo, hi = 256 + ns * 104 + 16, 256 + ns * 112 + 16
+    data[hi:hi + 8] = data[lo:lo + 8]
+
+
+@pytest.mark.parametrize("name, patch, match", [
+    ("zero_record.edf", lambda d, ns: d.__setitem__(slice(244, 252), b"0       "),
+     r"'duration of a data record' is 0 s; expected a positive"),
+    ("flat_range.edf", _equal_physical_range, r"channel '.*': physical minimum equals physical maximum"),
+    ("text_range.edf", lambda d, ns: _signal_field(d, ns, 128, 0, "abc"),
+     r"channel '.*': digital maximum is 'abc'; expected a number"),
+    ("furlongs.edf", lambda d, ns: _signal_field(d, ns, 96, 1, "furlong"),
+     r"unknown physical dimension on .*'furlong'.*expected uV, mV, V or nV"),
+])
+def test_header_values_that_cannot_be_scaled_are_refused_naming_the_channel(chbmit_dir, tmp_path, name, patch,
+                                                                             match):
+    src = (chbmit_dir / "chb01" / "chb01_18_ictal.edf").read_bytes()
+    with pytest.raises(EDFError, match=match):
+        read_edf(_patched(src, tmp_path, name, patch))
+
+
+def test_a_channel_at_another_rate_is_skipped_with_a_note(tmp_path):
+    import edfio
+
+    t = np.arange(2560) / 256.0
+    eeg = [edfio.EdfSignal(20 * np.sin(2 * np.pi * 10 * t + i), 256.0, label=lab, physical_dimension="uV",
+                           physical_range=(-100, 100)) for i, lab in enumerate(["FP1-F7", "F7-T7"])]
+    ecg = edfio.EdfSignal(np.zeros(5120), 512.0, label="ECG", physical_dimension="mV", physical_range=(-5, 5))
+    path = tmp_path / "with_ecg.edf"
+    edfio.Edf(eeg + [ecg]).write(path)
+    with pytest.warns(UserWarning, match=r"with_ecg.edf: skipped ECG \(512 Hz\): not at the EEG rate of 256 Hz"):
+        rec = read_edf(path)
+    assert rec.labels == ["FP1-F7", "F7-T7"] and rec.sfreq_hz == 256.0
