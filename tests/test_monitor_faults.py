@@ -22,11 +22,13 @@ def _monitor(model, tmp_path, name, **kw):
                    **kw)
 
 
-def _replay_into(model, rec, tmp_path, *, replay_kw=None, **kw):
+def _replay_into(model, rec, tmp_path, *, replay_kw=None, before_connect=None, **kw):
     name = unique_stream_name()
     replay = Replay(rec, speed=SPEED, name=name, **(replay_kw or {})).start()
     mon = _monitor(model, tmp_path, name, **kw)
     try:
+        if before_connect:
+            before_connect()
         mon.connect()
         mon.run(idle_exit_s=2.0, duration_s=60)
     finally:
@@ -45,20 +47,14 @@ def _events(log, kind):
 
 # ------------------------------------------------------------------ alerts are never lost
 def test_an_unwritable_explanation_folder_never_costs_the_alert(tiny_model, tmp_path):
+    def lose_the_folder():  # after the monitor checked it at start: a vanished or full disk
+        (tmp_path / "expl" / ".ictal-monitor.lock").unlink()
+        (tmp_path / "expl").rmdir()
+        (tmp_path / "expl").write_text("a file where the folder was")
+
     rec = synthetic_recording(110, [(40.0, 80.0)], seed=931, name="sz")
-    name = unique_stream_name()
-    replay = Replay(rec, speed=SPEED, name=name).start()
-    mon = _monitor(tiny_model["onnx"], tmp_path, name, explain_dir=tmp_path / "expl")
-    (tmp_path / "expl" / ".ictal-monitor.lock").unlink()
-    (tmp_path / "expl").rmdir()
-    (tmp_path / "expl").write_text("a file where the folder was (a full or vanished disk)")
-    try:
-        mon.connect()
-        mon.run(idle_exit_s=2.0, duration_s=60)
-    finally:
-        replay.stop()
-        mon.disconnect()
-    log = _log(tmp_path / "log.jsonl")
+    _, log = _replay_into(tiny_model["onnx"], rec, tmp_path, explain_dir=tmp_path / "expl",
+                          before_connect=lose_the_folder)
     onset, expl = _events(log, "alert_onset")[0], _events(log, "alert_explanation")[0]
     assert log.index(onset) < log.index(expl) and "expl" in expl["files_error"]
     assert expl["top_regions"], "the explanation itself is still logged"
