@@ -105,6 +105,7 @@ class LslSource:
             raise StreamError(f"stream '{self.stream_name}' has an irregular rate; EEG needs a nominal rate")
         self.uv_per_unit = np.array([unit_factor(self.units or u) or np.nan for u in self.channel_units])
         self._buf = np.zeros((int(self.sfreq_hz * 4) + 1, self.n_channels), dtype=NUMERIC_FORMATS[fmt])
+        self._scale, self._last_n = None, 0  # check_units sets the scale for the channels the model uses
         return self
 
     def check_units(self, used: np.ndarray) -> None:
@@ -127,7 +128,7 @@ class LslSource:
         data, ts = self.inlet.pull_chunk(timeout=0.0, max_samples=self._buf.shape[0], dest_obj=self._buf)
         n = self._last_n = len(ts)
         out = self._buf[:n].astype(np.float64)
-        if getattr(self, "_scale", None) is not None:
+        if self._scale is not None:
             out *= self._scale
         return out, np.asarray(ts, dtype=np.float64)
 
