@@ -16,7 +16,18 @@ import numpy as np
 
 from .errors import EDFError
 
-_UNIT_TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3}
+# µV per unit, for EDF physical dimensions and LSL <channel><unit> alike (lower case, no spaces)
+_UNIT_TO_UV = {}
+for _names, _factor in ((("uv", "µv", "μv", "microvolts", "microvolt"), 1.0),
+                        (("mv", "millivolts", "millivolt"), 1e3),
+                        (("v", "volts", "volt"), 1e6),
+                        (("nv", "nanovolts", "nanovolt"), 1e-3)):
+    _UNIT_TO_UV.update(dict.fromkeys(_names, _factor))
+
+
+def unit_factor(unit: str) -> float | None:
+    """µV per unit of a declared unit ('uV', 'microvolts', 'mV', 'V', ...); None when unknown."""
+    return _UNIT_TO_UV.get(unit.strip().lower().replace(" ", ""))
 
 
 @dataclasses.dataclass
@@ -144,13 +155,13 @@ def read_edf(path: str | os.PathLike) -> Recording:
                       f": not at the EEG rate of {rate:g} Hz", stacklevel=2)
         signals = [s for s, r in zip(signals, rates) if r == rate]
     unknown = [f"{s.label.strip()} ({s.physical_dimension.strip() or 'no unit'!r})" for s in signals
-               if s.physical_dimension.strip().lower() not in _UNIT_TO_UV]
+               if unit_factor(s.physical_dimension) is None]
     if unknown:
         raise EDFError(f"{path}: unknown physical dimension on {', '.join(unknown[:4])}"
                        f"{' …' if len(unknown) > 4 else ''}; expected uV, mV, V or nV")
     rows = []
     for s in signals:
-        rows.append(np.asarray(s.data, dtype=np.float64) * _UNIT_TO_UV[s.physical_dimension.strip().lower()])
+        rows.append(np.asarray(s.data, dtype=np.float64) * unit_factor(s.physical_dimension))
     data = np.vstack(rows)
     if not np.all(np.isfinite(data)):
         raise EDFError(f"{path}: contains non-finite samples")

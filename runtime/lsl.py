@@ -3,23 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .edf import unit_factor
 from .errors import StreamError
 
 
-# Units an EEG amplifier's LSL app writes in <channel><unit>, → factor to µV
-UNIT_TO_UV = {}
-for _names, _factor in ((("microvolts", "microvolt", "uv", "µv", "μv"), 1.0),
-                        (("millivolts", "millivolt", "mv"), 1e3),
-                        (("volts", "volt", "v"), 1e6),
-                        (("nanovolts", "nanovolt", "nv"), 1e-3)):
-    UNIT_TO_UV.update({n: _factor for n in _names})
-
 NUMERIC_FORMATS = {1: np.float32, 2: np.float64, 4: np.int32, 5: np.int16, 6: np.int8, 7: np.int64}  # pylsl cf_*
-
-
-def unit_factor(unit: str) -> float | None:
-    """µV per unit of a channel's declared unit ('microvolts', 'mV', 'V', ...); None when unknown."""
-    return UNIT_TO_UV.get(unit.strip().lower().replace(" ", ""))
 
 
 def _lower_xpath(field: str) -> str:
