@@ -240,6 +240,7 @@ class Monitor:
         self.ring.clear()
         self.alerts.gap()
         self.since_score = 0
+        self._rate_t0, self._rate_n = None, 0  # a rate is measured over unbroken data only
 
     def step(self) -> int:
         """Pull what the inlet has, condition it, score every completed hop. Returns samples read."""
@@ -306,7 +307,6 @@ class Monitor:
                 if self.console:
                     self.console.line(f"{kind}: {jump:+.2f} s at LSL t={self.last_ts:.2f}; restarting the buffer")
                 self._reset_conditioning()
-                self._rate_t0, self._rate_n = None, 0
         if self.first_t_lsl is None:
             self.first_t_lsl = float(ts[0])
         self.last_ts = float(ts[-1])
