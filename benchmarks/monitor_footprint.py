@@ -6,23 +6,20 @@ worst cases: 64 channels, 16x replay). Prints one row per run; not part of CI.
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from runtime.demo import DEMO_MODEL  # noqa: E402
-from runtime.edf import read_edf  # noqa: E402
-from runtime.monitor import Monitor  # noqa: E402
-from stream_sim.replay import Replay  # noqa: E402
+from ictal.runtime.edf import read_edf
+from ictal.runtime.monitor import Monitor
+from ictal.runtime.shipped import SHIPPED_MODEL
+from ictal.stream_sim.replay import Replay
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("edf")
     ap.add_argument("--speed", type=float, default=16.0)
-    ap.add_argument("--model", default=str(DEMO_MODEL))
+    ap.add_argument("--model", default=str(SHIPPED_MODEL))
     a = ap.parse_args()
     rec = read_edf(a.edf)
     name = f"footprint-{os.getpid()}"

@@ -6,9 +6,7 @@ Not run by CI: it takes a few minutes and its numbers depend on the machine.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from runtime.cli import main  # noqa: E402
+from ictal.runtime.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "-o", str(Path(__file__).resolve().parent / "results"), *sys.argv[1:]]))
+    sys.exit(main(["bench", "--out-dir", str(Path(__file__).resolve().parent / "results"), *sys.argv[1:]]))

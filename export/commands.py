@@ -10,8 +10,8 @@ from .onnx_export import compare_int8, export_onnx, parity_check, quantize_int8
 
 def parity_windows(onnx_path, data_dir) -> np.ndarray:
     """Normalised feature windows of real recordings, for parity and calibration."""
-    from models.data import build_windows
-    from runtime.scorer import Scorer
+    from ictal.models.data import build_windows
+    from ictal.runtime.scorer import Scorer
 
     s = Scorer(onnx_path)
     ws = build_windows(data_dir, s.spec, hop_s=5.0, seizure_hop_s=5.0)
@@ -19,11 +19,11 @@ def parity_windows(onnx_path, data_dir) -> np.ndarray:
 
 
 def export_main(a) -> int:
-    out = export_onnx(a.checkpoint, a.output)
+    out = export_onnx(a.model, a.output)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB); onnx.checker passed")
     if a.parity_data:
         x = parity_windows(out, a.parity_data)
-        res = parity_check(a.checkpoint, out, x)
+        res = parity_check(a.model, out, x)
         print(f"parity on {res['n_windows']} real windows: max |Δlogit| {res['max_abs_logit_diff']:.2e}, "
               f"max |Δp| {res['max_abs_prob_diff']:.2e}")
         if a.int8:

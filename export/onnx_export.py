@@ -10,9 +10,9 @@ import numpy as np
 import onnx
 import torch
 
-from models.train import load_checkpoint
-from runtime.errors import ModelError
-from runtime.scorer import META_GRAPH, Scorer, file_sha256, metadata_json, onnx_graph_sha256
+from ictal.models.train import load_checkpoint
+from ictal.runtime.errors import ModelError
+from ictal.runtime.scorer import META_GRAPH, Scorer, file_sha256, metadata_json, onnx_graph_sha256
 
 PARITY_TOL = 1e-4
 

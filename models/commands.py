@@ -1,20 +1,16 @@
-"""`ictal train` and `ictal evaluate` (need the [train] extra: torch)."""
+"""`ictal train` (needs the [train] extra: torch) and `ictal evaluate` (torch only for a .pt)."""
 from __future__ import annotations
 
-import csv
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import ChannelMismatch
-from runtime.features import CHBMIT_CHANNELS, DOUBLE_BANANA, FeatureSpec
+from ictal.runtime.features import CHBMIT_CHANNELS, DOUBLE_BANANA, FeatureSpec
 
-from .data import WindowSet, build_windows, iter_recordings
-from .evaluate import (cross_patient, leave_one_patient_out, leave_one_seizure_out, run_folds,
-                       cv_markdown, score_methods, summarise, write_json, write_metrics)
-from .train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
+from .data import WindowSet, build_windows
+from .evaluate import (cross_patient, cv_markdown, evaluate_model, leave_one_patient_out, leave_one_seizure_out,
+                       run_folds, write_json)
 
 NEG_SOURCE = "negatives"
 
@@ -51,6 +47,7 @@ def _print_cv(name: str, res: dict) -> None:
 
 def train_main(args) -> int:
     from .peers import fit_peers
+    from .train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
 
     spec = spec_from_args(args)
     cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
@@ -101,77 +98,14 @@ def train_main(args) -> int:
     return 0
 
 
-def _load_model(model_path: str):
-    """(predict(log_power) → p, spec, threshold, classical peers or None) of a .pt or .onnx."""
-    if str(model_path).endswith(".onnx"):
-        from runtime.scorer import Scorer
-
-        scorer = Scorer(model_path)
-        return scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers
-    from runtime.peers import ClassicalPeers
-
-    from .train import load_checkpoint, predict_proba
-
-    model, spec, threshold, meta = load_checkpoint(model_path)
-    return (lambda x: predict_proba(model, spec, x)), spec, threshold, \
-        ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model_path))
-
-
-SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
-
-
 def evaluate_main(args) -> int:
-    """Evaluate a checkpoint (.pt) or an exported model (.onnx) on a labelled data directory,
-    recording by recording (memory bounded by the longest recording), the classical peers
-    fitted with the model scored on the same windows."""
-    predict, spec, threshold, peers = _load_model(args.model)
-    if args.threshold is not None:
-        threshold = args.threshold
-    n_channels = len(spec.channels)
-    limit = n_channels // 4
-    if args.allow_missing > limit and not args.force:
-        raise ChannelMismatch(f"--allow-missing {args.allow_missing} would zero-fill more than a quarter of the "
-                              f"model's {n_channels} channels ({limit}); metrics on such input mean little. "
-                              f"Pass --force to evaluate anyway.")
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    peer_names = list(peers.thresholds()) if peers else []
-    methods_p: dict[str, list[np.ndarray]] = {}
-    kept: list[WindowSet] = []
-    zero_filled = {}
-    with open(out / "scores.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(SCORE_COLUMNS + peer_names)
-        for rec in iter_recordings(args.data, spec, hop_s=args.hop, seizure_hop_s=args.hop,
-                                   allow_missing=args.allow_missing):
-            if not rec.windows:
-                continue
-            for name, chans in rec.zero_filled.items():
-                zero_filled[name] = chans
-                print(f"warning: {name}: {len(chans)} channel(s) zero-filled: {', '.join(chans)}", file=sys.stderr)
-            methods = score_methods(predict(rec.x), threshold, rec, peers)
-            for i, w in enumerate(rec.windows):
-                writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
-                                + [f"{methods[m][0][i]:.6g}" for m in ["model"] + peer_names])
-            fh.flush()
-            for m, (p, _) in methods.items():
-                methods_p.setdefault(m, []).append(p.astype(np.float32))
-            # the features are dropped: only windows' labels and scores stay in memory
-            kept.append(WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings))
-    if not kept:
-        raise ValueError(f"{args.data}: no recording is long enough for one {spec.window_s:g}-s window")
-    ws = WindowSet.concat(kept)
-    thresholds = {"model": threshold, **(peers.thresholds() if peers else {})}
-    results = {m: summarise(ws, np.concatenate(ps), thresholds[m]) for m, ps in methods_p.items()}
-    metrics = {**results["model"], "model": str(args.model), "data": str(args.data),
-               "classical_peers": {m: r for m, r in results.items() if m != "model"},
-               "zero_filled_channels": zero_filled}
-    mpath, cpath = write_metrics(metrics, out, f"{Path(args.model).name} on {Path(args.data).name}")
-    for m, r in results.items():
+    results = evaluate_model(args.model, args.data, args.out_dir, hop_s=args.hop, threshold=args.threshold,
+                             allow_missing=args.allow_missing, force=args.force)
+    for m, r in results["methods"].items():
         w, e, f = r["window"], r["event"], r["seizure_free"]
         print(f"{m:12s} windows: sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} | "
               f"events {e['detected']}/{e['n_events']}, {e['false_alarms']} false alarms in seizure recordings | "
               f"seizure-free: {f['false_alarms']} false alarms in {f['duration_h']:.2f} h "
               f"({f['false_alarms_per_24h']:.1f}/24 h)")
-    print(f"wrote {mpath}, {cpath} and {out / 'scores.csv'}")
+    print(f"wrote {', '.join(str(p) for p in results['files'])}")
     return 0

@@ -16,10 +16,10 @@ from typing import Iterator
 
 import numpy as np
 
-from runtime.annotations import LabelledRecording, find_labelled_recordings
-from runtime.features import BANDS_HZ, CWTransform, FeatureSpec
-from runtime.peers import line_length, relative_band_powers
-from runtime.windows import Window, load_labelled, make_windows, window_samples
+from ictal.runtime.annotations import LabelledRecording, find_labelled_recordings
+from ictal.runtime.features import BANDS_HZ, CWTransform, FeatureSpec
+from ictal.runtime.peers import line_length, relative_band_powers
+from ictal.runtime.windows import Window, load_labelled, make_windows, window_samples
 
 _CLIP_SUFFIX = re.compile(r"_(onset|preictal|ictal)$")
 
@@ -27,6 +27,17 @@ _CLIP_SUFFIX = re.compile(r"_(onset|preictal|ictal)$")
 def group_of(recording: str) -> str:
     """The leak-free unit of a split: one recording (CHB-MIT clips of one recording share it)."""
     return _CLIP_SUFFIX.sub("", Path(recording).stem)
+
+
+def binary_target(label: np.ndarray) -> np.ndarray:
+    """A window is a seizure window when at least half of it is inside a seizure."""
+    return (np.asarray(label) >= 0.5).astype(np.float32)
+
+
+def unambiguous(label: np.ndarray) -> np.ndarray:
+    """Windows that are clearly seizure (≥ 50 %) or clearly not (0 %)."""
+    label = np.asarray(label)
+    return (label == 0) | (label >= 0.5)
 
 
 @dataclasses.dataclass

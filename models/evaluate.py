@@ -1,16 +1,18 @@
 """Leak-free evaluation: cross-validation folds, window and event metrics."""
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
+from ictal.runtime.errors import ChannelMismatch
+from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
 
-from .data import WindowSet
-from .train import binary_target, unambiguous
+from .data import WindowSet, binary_target, iter_recordings, unambiguous
 
 
 @dataclasses.dataclass
@@ -353,3 +355,97 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
         lines.append(f"\nModel vs {peer}: window AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
                      f"sensitivity ≥ peer at no more false alarms in {c['event_wins']}/{c['n_folds']}.")
     return "\n".join(lines) + "\n"
+
+
+def load_model(model: str | Path):
+    """(predict(log_power) → p, spec, threshold, classical peers or None) of a .onnx, or of a .pt (imports torch)."""
+    if str(model).endswith(".onnx"):
+        from ictal.runtime.scorer import Scorer
+
+        scorer = Scorer(model)
+        return scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers
+    from ictal.runtime.peers import ClassicalPeers
+
+    from .train import load_checkpoint, predict_proba
+
+    net, spec, threshold, meta = load_checkpoint(model)
+    return (lambda x: predict_proba(net, spec, x)), spec, threshold, \
+        ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model))
+
+
+SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
+
+
+def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
+                   threshold: float | None = None, allow_missing: int = 0, force: bool = False) -> dict:
+    """Window and SzCORE event metrics of a model and its classical peers on a labelled data directory.
+
+    Recording by recording, so memory is bounded by the longest recording. The classical
+    peers stored with the model are scored on the same windows.
+
+    Parameters
+    ----------
+    model : str | Path
+        An exported ``.onnx`` model (torch-free), or a ``.pt`` checkpoint (imports torch).
+    data : str | Path
+        A directory of EDF files with seizure labels (CHB-MIT summary, TUH ``csv_bi`` or EDF+).
+    out_dir : str | Path
+        Written here: ``scores.csv`` (one row per window, flushed per recording), ``metrics.json``
+        and ``confusion_matrix.png``.
+    hop_s : float
+        Seconds between window starts.
+    threshold : float | None
+        Decision threshold in (0, 1]; by default the model's own.
+    allow_missing : int
+        Channels a recording may lack; they are zero-filled and reported.
+    force : bool
+        Accept zero-filling more than a quarter of the model's channels.
+
+    Returns
+    -------
+    results : dict
+        ``methods``: ``{"model" | peer name: {"window", "event", "seizure_free"}}``;
+        ``metrics``: what ``metrics.json`` holds; ``files``: the paths written.
+    """
+    predict, spec, model_threshold, peers = load_model(model)
+    threshold = model_threshold if threshold is None else threshold
+    n_channels = len(spec.channels)
+    limit = n_channels // 4
+    if allow_missing > limit and not force:
+        raise ChannelMismatch(f"--allow-missing {allow_missing} would zero-fill more than a quarter of the "
+                              f"model's {n_channels} channels ({limit}); metrics on such input mean little. "
+                              f"Pass --force to evaluate anyway.")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    peer_names = list(peers.thresholds()) if peers else []
+    methods_p: dict[str, list[np.ndarray]] = {}
+    kept: list[WindowSet] = []
+    zero_filled = {}
+    with open(out / "scores.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(SCORE_COLUMNS + peer_names)
+        for rec in iter_recordings(data, spec, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing):
+            if not rec.windows:
+                continue
+            for name, chans in rec.zero_filled.items():
+                zero_filled[name] = chans
+                print(f"warning: {name}: {len(chans)} channel(s) zero-filled: {', '.join(chans)}", file=sys.stderr)
+            methods = score_methods(predict(rec.x), threshold, rec, peers)
+            for i, w in enumerate(rec.windows):
+                writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
+                                + [f"{methods[m][0][i]:.6g}" for m in ["model"] + peer_names])
+            fh.flush()
+            for m, (p, _) in methods.items():
+                methods_p.setdefault(m, []).append(p.astype(np.float32))
+            # the features are dropped: only windows' labels and scores stay in memory
+            kept.append(WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings))
+    if not kept:
+        raise ValueError(f"{data}: no recording is long enough for one {spec.window_s:g}-s window")
+    ws = WindowSet.concat(kept)
+    thresholds = {"model": threshold, **(peers.thresholds() if peers else {})}
+    results = {m: summarise(ws, np.concatenate(ps), thresholds[m]) for m, ps in methods_p.items()}
+    metrics = {**results["model"], "model": str(model), "data": str(data),
+               "classical_peers": {m: r for m, r in results.items() if m != "model"},
+               "zero_filled_channels": zero_filled}
+    mpath, cpath = write_metrics(metrics, out, f"{Path(model).name} on {Path(data).name}")
+    return {"methods": results, "metrics": metrics, "files": [mpath, cpath, out / "scores.csv"]}

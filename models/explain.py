@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.features import BANDS_HZ, FeatureSpec
+from ictal.runtime.features import BANDS_HZ, FeatureSpec
 
 
 def _as_tensor(x) -> torch.Tensor:

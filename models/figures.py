@@ -37,8 +37,8 @@ def confusion_matrix_figure(confusion: dict, path: str | Path, title: str = "Win
 
 
 # ---------------------------------------------------------------- interpretation figures
-from runtime.channels import unique_labels  # noqa: E402
-from runtime.figures import draw_eeg, draw_matrix  # noqa: E402
+from ictal.runtime.channels import unique_labels  # noqa: E402
+from ictal.runtime.figures import draw_eeg, draw_matrix  # noqa: E402
 
 JOINT_LABEL = "joint occlusion Δlogit (red: evidence for seizure)"
 FRI_LABEL = "method's FRI = FI (max 1) × RI (region Δlogit, negatives as 0)"

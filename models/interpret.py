@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runtime.annotations import Seizure, seizures_for_file
-from runtime.channels import REGIONS
-from runtime.edf import read_edf
-from runtime.features import BANDS_HZ, CWTransform
-from runtime.occlusion import Occlusion, band_region_matrix, occlude
-from runtime.windows import condition_recording
+from ictal.runtime.annotations import Seizure, seizures_for_file
+from ictal.runtime.channels import REGIONS
+from ictal.runtime.edf import read_edf
+from ictal.runtime.features import BANDS_HZ, CWTransform
+from ictal.runtime.occlusion import Occlusion, band_region_matrix, occlude
+from ictal.runtime.windows import condition_recording
 
 from .explain import GradCAM, band_importance, relative
 from .train import load_checkpoint
@@ -195,7 +195,7 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
 
     Each seizure contributes its non-overlapping 10-s segments from onset that lie ≥ 50 % inside it.
     """
-    from runtime.annotations import find_labelled_recordings
+    from ictal.runtime.annotations import find_labelled_recordings
 
     from .figures import matrices_figure
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.peers import ClassicalPeers
+from ictal.runtime.peers import ClassicalPeers
 
-from .train import binary_target, unambiguous
+from .data import binary_target, unambiguous
 
 
 def fit_peers(train, val, choose) -> ClassicalPeers:

@@ -1,4 +1,4 @@
-"""`ictal report MODEL DATA -o DIR`: the XAI & metrics report (report.md + figures).
+"""`ictal report DATA --model M.pt --out-dir DIR`: the XAI & metrics report (report.md + figures).
 
 Metrics are those of the data passed in, scored with the threshold stored with the
 model (the one applied): window metrics, confusion matrix, an event table per
@@ -20,17 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.features import BANDS_HZ
+from ictal.runtime.features import BANDS_HZ
 
-from runtime.channels import unique_labels
-from runtime.figures import draw_eeg
+from ictal.runtime.channels import unique_labels
+from ictal.runtime.figures import draw_eeg
 
-from .data import build_windows
+from .data import binary_target, build_windows, unambiguous
 from .evaluate import event_counts_by_recording, summarise, write_json
 from .explain import GradCAMPlusPlus, IntegratedGradients, band_importance
 from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
-from .train import binary_target, predict_proba, unambiguous
+from .train import predict_proba
 
 LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
 
@@ -271,9 +271,9 @@ def event_table(ws, p: np.ndarray, threshold: float) -> list[dict]:
 def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, n_examples: int = 1,
                  use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, cam_layer: str = "layer4",
                  log=print) -> Path:
-    from runtime.annotations import Seizure
-    from runtime.edf import read_edf
-    from runtime.windows import condition_recording
+    from ictal.runtime.annotations import Seizure
+    from ictal.runtime.edf import read_edf
+    from ictal.runtime.windows import condition_recording
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

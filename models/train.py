@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import pickle
 import sys
 import time
 from pathlib import Path
@@ -19,10 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from runtime.features import FeatureSpec
-from runtime.metrics import auroc, choose_threshold, threshold_for_specificity
+from ictal.runtime.features import FeatureSpec
+from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specificity
 
-from .data import WindowSet
+from .data import WindowSet, binary_target, unambiguous
 from .resnet import CWTResNet
 
 FT_CHANNELS = ("T7-FT9", "FT9-FT10", "FT10-T8")
@@ -65,17 +66,6 @@ def fit_normalisation(x: np.ndarray, spec: FeatureSpec) -> tuple[list[float], li
     mean = x.mean(axis=(0, 1, 3), dtype=np.float64)
     std = x.std(axis=(0, 1, 3), dtype=np.float64) + 1e-6
     return [float(v) for v in mean], [float(v) for v in std]
-
-
-def binary_target(label: np.ndarray) -> np.ndarray:
-    """A window is a seizure window when at least half of it is inside a seizure."""
-    return (np.asarray(label) >= 0.5).astype(np.float32)
-
-
-def unambiguous(label: np.ndarray) -> np.ndarray:
-    """Windows that are clearly seizure (≥ 50 %) or clearly not (0 %)."""
-    label = np.asarray(label)
-    return (label == 0) | (label >= 0.5)
 
 
 def sample_weights(y: np.ndarray, source: np.ndarray | None = None) -> np.ndarray:
@@ -264,17 +254,31 @@ def sidecar(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path):
     """Returns (model in eval mode, spec, threshold, meta). Never unpickles code."""
     path = Path(path)
-    from runtime.errors import ModelError
+    from ictal.runtime.errors import ModelError
 
+    if path.suffix.lower() == ".onnx":
+        raise ModelError(f"{path}: this is an exported ONNX model; this needs the .pt checkpoint it was exported "
+                         f"from (Grad-CAM and training run on the torch model), e.g. --model {path.with_suffix('.pt')}")
     if not path.is_file() or not sidecar(path).is_file():
         raise ModelError(f"{path}: checkpoint needs both {path.name} and {sidecar(path).name}")
-    meta = json.loads(sidecar(path).read_text())
+    try:
+        meta = json.loads(sidecar(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelError(f"{sidecar(path)}: not valid JSON ({e}); expected the sidecar `ictal train` writes") from None
+    if not isinstance(meta, dict) or not meta.get("weights_sha256"):
+        raise ModelError(f"{sidecar(path)}: no 'weights_sha256', so {path.name} cannot be verified; "
+                         "expected the sidecar `ictal train` writes")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if meta.get("weights_sha256") and meta["weights_sha256"] != digest:
+    if meta["weights_sha256"] != digest:
         raise ModelError(f"{path}: SHA-256 {digest[:12]}… does not match {sidecar(path).name} "
                          f"({meta['weights_sha256'][:12]}…); the weights were changed or corrupted")
     spec = FeatureSpec.from_dict(meta["spec"], where=str(sidecar(path)))
     model = CWTResNet(**meta["model"])
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ModelError(f"{path}: not a plain state dict of tensors; refusing to unpickle it, since that can run "
+                         f"code ({str(e).splitlines()[0]})") from None
+    model.load_state_dict(state)
     model.eval()
     return model, spec, float(meta["threshold"]), meta

@@ -140,8 +140,8 @@ def stage_benchmarks(model: Path, clip: Path, repeats: int, checkpoint: Path | N
 def torch_rows(rows: dict, checkpoint: Path, model: Path, feats: np.ndarray, repeats: int) -> dict:
     import torch
 
-    from models.explain import GradCAMExplainer
-    from models.train import load_checkpoint
+    from ictal.models.explain import GradCAMExplainer
+    from ictal.models.train import load_checkpoint
 
     from .scorer import Scorer
 
@@ -160,7 +160,7 @@ def torch_rows(rows: dict, checkpoint: Path, model: Path, feats: np.ndarray, rep
     out = {"gradcam_first_load_s": load_s}
     int8 = Path(tempfile.mkdtemp()) / "int8.onnx"
     try:
-        from export.onnx_export import quantize_int8
+        from ictal.export.onnx_export import quantize_int8
         calib = np.repeat(feats[None], 8, axis=0) + np.random.default_rng(0).normal(0, 0.1, (8, *feats.shape)).astype(np.float32)
         quantize_int8(model, int8, calib.astype(np.float32))
         q = Scorer(int8)
@@ -194,7 +194,7 @@ def seed_grid_benchmarks(repeats: int) -> dict:
 
 def offline_throughput(model: Path, minutes: float = 30.0) -> dict:
     """Hours of EEG scored per second of wall time on a synthetic recording."""
-    from stream_sim.synthetic import synthetic_recording
+    from ictal.stream_sim.synthetic import synthetic_recording
 
     from .scorer import Scorer
     from .windows import condition_recording
@@ -224,10 +224,10 @@ def offline_throughput(model: Path, minutes: float = 30.0) -> dict:
 
 def end_to_end(model: Path, checkpoint: Path | None, out_dir: Path) -> dict:
     """The bundled real clip replayed in real time into `ictal monitor` in its own process, over LSL."""
-    from stream_sim.replay import Replay
+    from ictal.stream_sim.replay import Replay
 
-    from .demo import DEMO_CLIP
-    from stream_sim.replay import recording_with_seizures
+    from .shipped import DEMO_CLIP
+    from ictal.stream_sim.replay import recording_with_seizures
 
     results = {}
     rec = recording_with_seizures(DEMO_CLIP)  # real EEG, a real seizure, real time
@@ -238,7 +238,7 @@ def end_to_end(model: Path, checkpoint: Path | None, out_dir: Path) -> dict:
         name = f"ictal-bench-{os.getpid()}-{len(results)}"
         log = out_dir / f"e2e_{len(results)}.jsonl"
         log.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "runtime.cli", "monitor", "--model", str(model), "--stream", name,
+        cmd = [sys.executable, "-m", "ictal.runtime.cli", "monitor", "--model", str(model), "--stream", name,
                "--log", str(log), "--idle-exit", "3", "--explain-dir", str(out_dir / f"e2e_expl_{len(results)}"),
                "--no-lsl-out"]
         if gradcam:
@@ -344,10 +344,11 @@ def _plot(result: dict, path: Path) -> None:
 def run_bench(out_dir: str | Path = "bench_out", *, model: Path | None = None, checkpoint: Path | None = None,
               clip: Path | None = None, repeats: int = 50, offline_min: float = 30.0,
               torch: bool = True) -> dict:
-    from .demo import DEMO_CHECKPOINT, DEMO_CLIP, DEMO_MODEL, torch_available
+    from .demo import torch_available
+    from .shipped import DEMO_CLIP, SHIPPED_CHECKPOINT, SHIPPED_MODEL
 
-    model, clip = Path(model or DEMO_MODEL), Path(clip or DEMO_CLIP)
-    checkpoint = Path(checkpoint or DEMO_CHECKPOINT) if (torch and torch_available()) else None
+    model, clip = Path(model or SHIPPED_MODEL), Path(clip or DEMO_CLIP)
+    checkpoint = Path(checkpoint or SHIPPED_CHECKPOINT) if (torch and torch_available()) else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

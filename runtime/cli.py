@@ -1,11 +1,17 @@
 """The `ictal` command. Torch is imported only by subcommands that need it
-(train, evaluate on a .pt, export, explain, report, Grad-CAM on demand)."""
+(train, evaluate on a .pt, export, explain, report, Grad-CAM on demand).
+
+Conventions, the same in every command: the model is `--model PATH` (an exported .onnx
+where the command scores, a .pt checkpoint where it needs torch; the shipped model by
+default); `-o/--output FILE` names the one file a command writes (train, export);
+`--out-dir DIR` names the folder a command writes its files into."""
 from __future__ import annotations
 
 import argparse
 import sys
 
 from .errors import IctalError
+from .shipped import SHIPPED_CHECKPOINT, SHIPPED_MODEL
 
 
 def _number(kind, minimum=None, *, strict=False, maximum=None):
@@ -27,6 +33,27 @@ def _number(kind, minimum=None, *, strict=False, maximum=None):
         return value
     parse.__name__ = kind.__name__  # argparse names the type in its messages
     return parse
+
+
+def _add_model(p, checkpoint: bool = False, help_extra: str = ""):
+    """`--model`, the same in every command; the shipped model by default."""
+    default = SHIPPED_CHECKPOINT if checkpoint else SHIPPED_MODEL
+    kind = "torch checkpoint .pt" if checkpoint else "exported .onnx model"
+    p.add_argument("--model", default=str(default), metavar="PATH",
+                   help=f"{kind}{help_extra} (default: the shipped {default.name})")
+
+
+class _OutputIsAFile(argparse.Action):
+    """-o given to a command that writes a folder: say which option it takes instead."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} names an output file (train, export); this command writes a folder: "
+                     f"use --out-dir DIR")
+
+
+def _add_out_dir(p, default: str):
+    p.add_argument("--out-dir", default=default, metavar="DIR", help=f"folder for the outputs (default: {default})")
+    p.add_argument("-o", "--output", action=_OutputIsAFile, help=argparse.SUPPRESS)
 
 
 POSITIVE = _number(float, 0, strict=True)
@@ -63,16 +90,16 @@ def _add_train(sub):
                    help="loss weighting: every (data set, class) cell equal, or classes only")
 
     def run(a):
-        from models.commands import train_main
+        from ictal.models.commands import train_main
         return train_main(a)
     p.set_defaults(func=run)
 
 
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="window and SzCORE event metrics of a model on labelled data")
-    p.add_argument("model", help="checkpoint .pt or exported .onnx")
-    p.add_argument("data")
-    p.add_argument("-o", "--output", default="evaluation", help="output directory")
+    p.add_argument("data", help="labelled EDF directory")
+    _add_model(p, help_extra=", or a .pt checkpoint (imports torch)")
+    _add_out_dir(p, "evaluation")
     p.add_argument("--hop", type=POSITIVE, default=1.0)
     p.add_argument("--threshold", type=PROBABILITY, default=None, help="override the model's threshold (0-1]")
     p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels a recording lacks "
@@ -80,7 +107,7 @@ def _add_evaluate(sub):
     p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
 
     def run(a):
-        from models.commands import evaluate_main
+        from ictal.models.commands import evaluate_main
         return evaluate_main(a)
     p.set_defaults(func=run)
 
@@ -97,20 +124,20 @@ def _span(text: str) -> tuple[float, float]:
 
 def _add_export(sub):
     p = sub.add_parser("export", help="checkpoint → ONNX with the feature spec in metadata ([train] extra)")
-    p.add_argument("checkpoint")
-    p.add_argument("-o", "--output", required=True)
+    _add_model(p, checkpoint=True)
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the .onnx to write")
     p.add_argument("--parity-data", help="labelled EDF directory for the torch/ONNX parity check")
     p.add_argument("--int8", help="also write a static int8 (QDQ) model here, calibrated on --parity-data")
 
     def run(a):
-        from export.commands import export_main
+        from ictal.export.commands import export_main
         return export_main(a)
     p.set_defaults(func=run)
 
 
 def _add_monitor(sub):
     p = sub.add_parser("monitor", help="score a live LSL EEG stream, raise and explain alerts")
-    p.add_argument("--model", required=True, help="exported .onnx model")
+    _add_model(p)
     p.add_argument("--stream", help="LSL stream name (default: the first stream of --type)")
     p.add_argument("--type", default="EEG", help="LSL stream type to resolve when no name is given (any case)")
     p.add_argument("--name", default="ictal", help="this monitor's name: its LSL outputs are NAME-alerts and "
@@ -154,7 +181,7 @@ def _add_monitor(sub):
 
 
 def _faults(a):
-    from stream_sim.replay import Faults
+    from ictal.stream_sim.replay import Faults
     return Faults(dropouts=a.dropout or [], nan_bursts=a.nan_burst or [], flat_channels=a.flat or [],
                   jitter_s=a.jitter)
 
@@ -175,7 +202,7 @@ def _add_replay(sub):
     _add_fault_args(p)
 
     def run(a):
-        from stream_sim.replay import Replay
+        from ictal.stream_sim.replay import Replay
         r = Replay(a.file, speed=a.speed, loop=a.loop, name=a.name, faults=_faults(a))
         print(f"replaying {r.rec.name} as LSL '{a.name}' ({len(r.rec.labels)} ch @ {r.rec.sfreq_hz:g} Hz) "
               f"at {a.speed:g}x{' in a loop' if a.loop else ''}; Ctrl-C stops")
@@ -194,8 +221,8 @@ def _add_simulate(sub):
     _add_fault_args(p)
 
     def run(a):
-        from stream_sim.replay import Replay
-        from stream_sim.synthetic import synthetic_recording
+        from ictal.stream_sim.replay import Replay
+        from ictal.stream_sim.synthetic import synthetic_recording
         from .edf import write_edf
         rec = synthetic_recording(a.duration, a.seizure or [(120.0, 180.0)], seed=a.seed, name=a.name)
         if a.save:
@@ -209,29 +236,30 @@ def _add_simulate(sub):
 
 def _add_demo(sub):
     p = sub.add_parser("demo", help="replay a bundled real seizure over LSL into the monitor; alerts + figures")
-    p.add_argument("-o", "--output", default="demo_out")
+    _add_out_dir(p, "demo_out")
     p.add_argument("--speed", type=POSITIVE, default=4.0, help="replay speed, x real time")
     p.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM even if torch is installed")
 
     def run(a):
         from .demo import run_demo
-        run_demo(a.output, speed=a.speed, gradcam=False if a.no_gradcam else None)
+        run_demo(a.out_dir, speed=a.speed, gradcam=False if a.no_gradcam else None)
         return 0
     p.set_defaults(func=run)
 
 
 def _add_bench(sub):
     p = sub.add_parser("bench", help="latency of every stage and end to end over LSL; JSON + Markdown + plot")
-    p.add_argument("-o", "--output", default="bench_out")
-    p.add_argument("--model", help="ONNX model (default: the shipped one)")
-    p.add_argument("--checkpoint", help="torch checkpoint for the torch rows (default: the shipped one)")
+    _add_out_dir(p, "bench_out")
+    _add_model(p)
+    p.add_argument("--checkpoint", default=str(SHIPPED_CHECKPOINT), metavar="PATH",
+                   help=f"torch checkpoint for the torch rows (default: the shipped {SHIPPED_CHECKPOINT.name})")
     p.add_argument("--repeats", type=POSITIVE_INT, default=50)
     p.add_argument("--offline-minutes", type=POSITIVE, default=30.0)
     p.add_argument("--no-torch", action="store_true", help="skip Grad-CAM, torch eager and int8 rows")
 
     def run(a):
         from .bench import run_bench
-        run_bench(a.output, model=a.model, checkpoint=a.checkpoint, repeats=a.repeats,
+        run_bench(a.out_dir, model=a.model, checkpoint=a.checkpoint, repeats=a.repeats,
                   offline_min=a.offline_minutes, torch=not a.no_torch)
         return 0
     p.set_defaults(func=run)
@@ -240,41 +268,41 @@ def _add_bench(sub):
 def _add_explain(sub):
     p = sub.add_parser("explain", help="band x region interpretation of EDF segments, or of all seizures "
                                        "of a data set (--global) ([train] extra)")
-    p.add_argument("model", help="checkpoint .pt (Grad-CAM needs the torch model)")
     p.add_argument("target", help="an EDF file, or with --global a labelled data directory")
+    _add_model(p, checkpoint=True, help_extra=" (Grad-CAM needs the torch model)")
     p.add_argument("--start", type=_number(float, 0), default=0.0, help="seconds")
     p.add_argument("--end", type=POSITIVE, default=float("inf"), help="seconds")
     p.add_argument("--global", dest="global_", action="store_true", help="mean matrix over all seizures")
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"],
                    help="Grad-CAM target: layer4 (the method's last residual block) or an earlier, finer one")
     p.add_argument("--allow-missing", type=COUNT, default=0)
-    p.add_argument("-o", "--output", default="explanation")
+    _add_out_dir(p, "explanation")
 
     def run(a):
         if a.end <= a.start:
             p.error(f"--end {a.end:g} must be after --start {a.start:g}")
-        from models.interpret import Interpreter, global_interpretation, write_explanation
+        from ictal.models.interpret import Interpreter, global_interpretation, write_explanation
         interp = Interpreter(a.model, a.cam_layer)
         if a.global_:
-            doc = global_interpretation(interp, a.target, a.output, a.allow_missing)
-            print(f"wrote {a.output}/global_interpretation.json and .png ({doc['n_seizures']} seizures)")
+            doc = global_interpretation(interp, a.target, a.out_dir, a.allow_missing)
+            print(f"wrote {a.out_dir}/global_interpretation.json and .png ({doc['n_seizures']} seizures)")
             return 0
         rec, data, seizures, segs = interp.explain_file(a.target, a.start, a.end, a.allow_missing)
-        write_explanation(interp, a.target, rec, data, seizures, segs, a.output)
+        write_explanation(interp, a.target, rec, data, seizures, segs, a.out_dir)
         for s in segs:
             d = s.to_json()
             print(f"{s.start_s:7.1f}-{s.end_s:7.1f} s  p={s.p:.3f}  band {d['dominant_band']:<5}  "
                   f"region {d['dominant_region']}")
-        print(f"wrote {a.output}/explanation.json, explanation_maps.npz, matrices.png, local_interpretation.png")
+        print(f"wrote {a.out_dir}/explanation.json, explanation_maps.npz, matrices.png, local_interpretation.png")
         return 0
     p.set_defaults(func=run)
 
 
 def _add_report(sub):
     p = sub.add_parser("report", help="XAI & metrics report (report.md + figures) ([train] extra)")
-    p.add_argument("model", help="checkpoint .pt")
     p.add_argument("data", help="labelled EDF directory")
-    p.add_argument("-o", "--output", default="report")
+    _add_model(p, checkpoint=True)
+    _add_out_dir(p, "report")
     p.add_argument("--examples", type=POSITIVE_INT, default=2,
                    help="examples of each kind (true/false positive/negative), never overlapping")
     p.add_argument("--hop", type=POSITIVE, default=5.0)
@@ -284,8 +312,8 @@ def _add_report(sub):
                    help="rewrite summaries via ICTAL_LLM_URL/ICTAL_LLM_API_KEY/ICTAL_LLM_MODEL (off by default)")
 
     def run(a):
-        from models.report import write_report
-        path = write_report(a.model, a.data, a.output, n_examples=a.examples, use_llm=a.llm, hop_s=a.hop,
+        from ictal.models.report import write_report
+        path = write_report(a.model, a.data, a.out_dir, n_examples=a.examples, use_llm=a.llm, hop_s=a.hop,
                             allow_missing=a.allow_missing, cam_layer=a.cam_layer)
         print(f"wrote {path}")
         return 0

@@ -11,22 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEMO_MODEL = ASSETS / "ictal-chb.onnx"
-DEMO_CHECKPOINT = ASSETS / "ictal-chb.pt"
-DEMO_CLIP = ASSETS / "chb01_16_onset.edf"
+from .shipped import DEMO_CLIP, SHIPPED_CHECKPOINT, SHIPPED_MODEL
 
 
 def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Path = DEMO_MODEL,
-             clip: Path = DEMO_CLIP, gradcam: bool | None = None, checkpoint: Path = DEMO_CHECKPOINT,
+def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Path = SHIPPED_MODEL,
+             clip: Path = DEMO_CLIP, gradcam: bool | None = None, checkpoint: Path = SHIPPED_CHECKPOINT,
              hop_s: float = 1.0) -> dict:
     import pylsl
 
-    from stream_sim.replay import Replay, recording_with_seizures
+    from ictal.stream_sim.replay import Replay, recording_with_seizures
 
     from .monitor import Monitor
 

@@ -134,7 +134,24 @@ def read_edf(path: str | os.PathLike) -> Recording:
 
     Dummy channels (label '-' or '.') and the 'EDF Annotations' channel are
     dropped; duplicate labels (CHB-MIT's second 'T8-P8') are kept in order.
-    Signals are converted to microvolts. All kept signals must share a rate.
+    Signals are converted to microvolts. Channels at another rate than the EEG
+    (an ECG, say) are skipped with a warning.
+
+    Parameters
+    ----------
+    path : str | os.PathLike
+        The EDF or EDF+ file.
+
+    Returns
+    -------
+    recording : Recording
+        ``data_uv`` (n_channels, n_times) in µV, ``sfreq_hz``, ``labels`` and ``annotations``.
+
+    Raises
+    ------
+    EDFError
+        A truncated file, a header that lies, unknown units or bad calibration, naming the
+        file and the channel.
     """
     import edfio
 

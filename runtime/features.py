@@ -44,6 +44,41 @@ RELATIVE_MODES = ("none", "channel-window")
 
 @dataclasses.dataclass
 class FeatureSpec:
+    """The feature-spec contract: how EEG becomes the model's input.
+
+    It travels in every exported model's metadata, so the runtime builds its
+    preprocessing from the model file alone.
+
+    Attributes
+    ----------
+    sfreq_hz : float
+        Rate the EEG is resampled to.
+    channels : list of str
+        The model's channels, in order (bipolar derivations such as ``"FP1-F7"``).
+    montage : str
+        The name of that channel layout.
+    window_s : float
+        Window length, s.
+    band_hz : tuple of float
+        Causal band-pass, Hz.
+    notch_hz : float | None
+        Optional notch, Hz.
+    wavelet : str
+        PyWavelets' name of the complex Morlet wavelet.
+    freqs_hz : list of float
+        CWT frequencies, Hz.
+    time_decimation : int
+        Samples pooled into one column of the time-frequency image.
+    log_eps : float
+        Added to the power before log10.
+    relative : str
+        One of `RELATIVE_MODES`.
+    norm_mean, norm_std : list of float | None
+        Per-frequency standardisation fitted on training windows.
+    version : int
+        Spec format version.
+    """
+
     sfreq_hz: float = 256.0
     channels: list[str] = dataclasses.field(default_factory=lambda: list(DOUBLE_BANANA))
     montage: str = "bipolar-double-banana"

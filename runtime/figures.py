@@ -156,7 +156,7 @@ def timeline_figure(t_s, p, threshold, seizures, alert_onsets_s, alert_offsets_s
     return path
 
 
-if __name__ == "__main__":  # python -m runtime.figures alert_001.json → alert_001.png
+if __name__ == "__main__":  # python -m ictal.runtime.figures alert_001.json → alert_001.png
     import json
     import sys
 

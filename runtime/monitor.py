@@ -64,9 +64,52 @@ class RingBuffer:
 
 
 class Monitor:
-    """connect() → run() / step() → disconnect().
+    """The bedside monitor: a live LSL EEG stream in, alerts, explanations and technical alarms out.
 
-    Every scored window and every alert is written to the JSONL log at once.
+    ``connect()`` → ``run()`` (or ``step()`` in your own loop) → ``disconnect()``. Every scored
+    window and every alert is written to the JSONL log at once; an alert is logged and
+    published before it is explained.
+
+    Parameters
+    ----------
+    model : str | Path
+        An exported ``.onnx`` model; its feature spec sets the channels, rate and windows.
+    stream_name : str | None
+        The LSL stream to read; by default the first stream of `stream_type`.
+    stream_type : str
+        LSL type to resolve when no name is given (any case).
+    hop_s : float
+        Seconds between scored windows.
+    allow_missing : int
+        Model channels the stream may lack (zero-filled).
+    k, n : int
+        An alert opens when `k` of the last `n` windows are above the threshold.
+    quiet_s, refractory_s : float
+        Seconds below threshold that close an alert; seconds after it before a new one.
+    log_path : str | Path | None
+        The JSONL log (default ``{name}-monitor.jsonl``), flushed per line and locked.
+    explain_dir : str | Path | None
+        Where alert explanations (JSON + PNG) go; None keeps them in memory only.
+    gradcam_checkpoint : str | Path | None
+        The model's ``.pt`` checkpoint, for Grad-CAM band importance (imports torch).
+    lsl_outputs : bool
+        Publish ``{name}-alerts`` (markers) and ``{name}-scores`` LSL streams.
+    name : str
+        This monitor's name; its source_id is made unique per run.
+    units : str | None
+        Units of a stream that declares none (V, mV, uV, nV).
+
+    The other parameters tune technical alarms and signal checks; their defaults are the
+    ones documented in the README.
+
+    Attributes
+    ----------
+    events : list of dict
+        Alert onsets and offsets, gaps and technical alarms, as logged.
+    explanations : list of dict
+        One per alert: region, band and band × region importance.
+    technical : dict
+        The technical alarms active now, by reason.
     """
 
     def __init__(self, model: str | Path, *, stream_name: str | None = None, stream_type: str = "EEG",
@@ -154,7 +197,7 @@ class Monitor:
         self.n_rejected_run = 0  # consecutive rejected windows
         self._rate_t0, self._rate_n = None, 0
         if self.gradcam_checkpoint and self._gradcam is None:
-            from models.explain import GradCAMExplainer  # imports torch: only when Grad-CAM is asked for
+            from ictal.models.explain import GradCAMExplainer  # imports torch: only when Grad-CAM is asked for
 
             self._gradcam = GradCAMExplainer.from_checkpoint(self.gradcam_checkpoint, self.cam_layer)
         self._record({"event": "connected", "monitor": self.monitor_id, "stream": src.stream_name,
@@ -474,7 +517,7 @@ class Monitor:
         stem.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
         # The PNG is drawn by a separate process: plotting must not stall scoring, and
         # matplotlib would add ~30 MB to the monitor's footprint.
-        self._figure_jobs.append(subprocess.Popen([sys.executable, "-m", "runtime.figures",
+        self._figure_jobs.append(subprocess.Popen([sys.executable, "-m", "ictal.runtime.figures",
                                                    str(stem.with_suffix(".json"))]))
 
     # ------------------------------------------------------------ loop

@@ -122,7 +122,7 @@ class Occlusion:
 def occlude(scorer, spec: FeatureSpec, log_power: np.ndarray, baseline_log_power: np.ndarray) -> Occlusion:
     """Channel, band × region, region and band occlusion of one window with one scorer call.
 
-    scorer : anything with predict_logits(normalised batch), e.g. runtime.scorer.Scorer.
+    scorer : anything with predict_logits(normalised batch), e.g. ictal.runtime.scorer.Scorer.
     log_power, baseline_log_power : ndarray, shape (n_channels, n_freqs, n_columns), un-normalised.
     """
     batch = spec.normalise(occlusion_batch(log_power, baseline_log_power, spec))

@@ -2,15 +2,19 @@
 metadata_props carry the feature spec, threshold and weights' SHA-256."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
+from .edf import Recording, read_edf
 from .errors import ModelError, SpecError
 from .features import CWTransform, FeatureSpec
 from .peers import ClassicalPeers
+from .windows import condition_recording, window_samples
 
 META_SPEC = "ictal.feature_spec"
 META_THRESHOLD = "ictal.threshold"
@@ -71,10 +75,39 @@ def onnx_graph_sha256(model_bytes: bytes, where: str = "model") -> str:
 
 
 class Scorer:
-    """p(seizure) for CWT feature windows with one ONNX Runtime session (CPU).
+    """p(seizure) of EEG windows with one exported model and one ONNX Runtime session (CPU).
 
-    `predict_proba(x)` with x : ndarray, shape (n_windows, n_channels, n_freqs, n_columns),
-    normalised features as `transform` makes them. Batches for the caller.
+    The model file defines everything the scorer needs: its feature spec (channels, rate,
+    wavelet, frequencies, normalisation), its threshold and the SHA-256 of its graph, which
+    is checked here. Torch is not needed.
+
+    Parameters
+    ----------
+    path : str | Path
+        An ``.onnx`` file written by ``ictal export``.
+    expected_sha256 : str | None
+        If given, the SHA-256 the whole file must have.
+    threads : int | None
+        ONNX Runtime intra-op threads (default: its own choice).
+    max_batch : int
+        Windows per ONNX call; larger inputs are split.
+
+    Attributes
+    ----------
+    spec : FeatureSpec
+        The model's feature spec.
+    threshold : float
+        The decision threshold chosen on validation data at training time.
+    transform : CWTransform
+        Conditioned µV window ``(n_channels, n_samples)`` → model input.
+    peers : ClassicalPeers | None
+        The line-length and band-power detectors fitted with the model.
+
+    Examples
+    --------
+    >>> from ictal import SHIPPED_MODEL
+    >>> scorer = Scorer(SHIPPED_MODEL)  # doctest: +SKIP
+    >>> scorer.predict_proba(scorer.transform(window_uv))  # doctest: +SKIP
     """
 
     def __init__(self, path: str | Path, *, expected_sha256: str | None = None, threads: int | None = None,
@@ -84,6 +117,9 @@ class Scorer:
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: no such model file")
+        if self.path.suffix.lower() in (".pt", ".pth"):
+            raise ModelError(f"{self.path}: this is a torch checkpoint; scoring needs the exported .onnx model "
+                             f"(`ictal export --model {self.path.name} -o MODEL.onnx`)")
         model_bytes = self.path.read_bytes()
         if expected_sha256 and hashlib.sha256(model_bytes).hexdigest() != expected_sha256:
             raise ModelError(f"{self.path}: SHA-256 differs from the expected {expected_sha256[:12]}…")
@@ -153,6 +189,63 @@ class Scorer:
         s = self.spec
         return (f"model {self.name} ({self.path.name}): {len(s.channels)} channels at {s.sfreq_hz:g} Hz, "
                 f"{s.window_s:g}-s windows, {len(s.freqs_hz)} freqs, threshold {self.threshold:.3f}")
+
+
+@dataclasses.dataclass
+class RecordingScores:
+    """p(seizure) of every window of one recording (see `score_edf`)."""
+
+    start_s: np.ndarray  # window starts, s from the recording's start
+    end_s: np.ndarray
+    p: np.ndarray
+    threshold: float  # the model's
+    zero_filled: list[str]  # model channels the recording lacked
+
+    @property
+    def above_threshold(self) -> np.ndarray:
+        return self.p >= self.threshold
+
+
+def score_edf(model: str | Path | Scorer, edf: str | os.PathLike | Recording, *, hop_s: float = 1.0,
+              allow_missing: int = 0, batch: int = 32) -> RecordingScores:
+    """Score every window of an EDF recording, offline, as the monitor would live.
+
+    The recording is conditioned as a whole (montage, resampling, causal filters) with the
+    same code as the monitor and training, then cut into the model's windows.
+
+    Parameters
+    ----------
+    model : str | Path | Scorer
+        An exported ``.onnx`` model, or a `Scorer` already loaded.
+    edf : str | os.PathLike | Recording
+        An EDF/EDF+ file, or a recording read with `read_edf`.
+    hop_s : float
+        Seconds between window starts.
+    allow_missing : int
+        Model channels the recording may lack; they are zero-filled and listed in the result.
+    batch : int
+        Windows transformed and scored together (bounds memory).
+
+    Returns
+    -------
+    scores : RecordingScores
+        ``start_s``, ``end_s`` and ``p`` per window, the model's ``threshold`` and ``zero_filled``.
+    """
+    if hop_s <= 0:
+        raise ValueError(f"hop_s must be positive, got {hop_s}")
+    scorer = model if isinstance(model, Scorer) else Scorer(model)
+    spec = scorer.spec
+    rec = edf if isinstance(edf, Recording) else read_edf(edf)
+    zero_filled: list[str] = []
+    data = condition_recording(rec, spec, allow_missing=allow_missing, model_name=f"model {scorer.name}",
+                               zero_filled=zero_filled)
+    duration_s = data.shape[1] / spec.sfreq_hz
+    starts = np.arange(0.0, duration_s - spec.window_s + 1e-9, hop_s)
+    p = np.empty(len(starts))
+    for i in range(0, len(starts), batch):
+        x = np.stack([scorer.transform(window_samples(data, spec, s)) for s in starts[i:i + batch]])
+        p[i:i + len(x)] = scorer.predict_proba(x)
+    return RecordingScores(starts, starts + spec.window_s, p, scorer.threshold, zero_filled)
 
 
 def _threshold(text: str | None, where) -> float:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.annotations import is_seizure_text, seizures_for_file
-from runtime.edf import Annotation, Recording, read_edf
-from runtime.errors import ChannelMismatch
-from runtime.lsl import unit_factor
+from ictal.runtime.annotations import is_seizure_text, seizures_for_file
+from ictal.runtime.edf import Annotation, Recording, read_edf
+from ictal.runtime.errors import ChannelMismatch
+from ictal.runtime.lsl import unit_factor
 
 
 def recording_with_seizures(path: str | Path) -> Recording:
@@ -181,3 +181,33 @@ class Replay:
     @property
     def running(self) -> bool:
         return bool(self._thread and self._thread.is_alive())
+
+
+def replay_edf(edf: str | Path | Recording, *, speed: float = 1.0, name: str = "ictal-replay", loop: bool = False,
+               faults: Faults | None = None, **options) -> Replay:
+    """Start replaying an EDF recording as an LSL EEG stream, in a background thread.
+
+    The seizures of the recording (CHB-MIT summary, TUH ``csv_bi`` or EDF+ annotations)
+    go out on a parallel ``{name}-annotations`` marker stream.
+
+    Parameters
+    ----------
+    edf : str | Path | Recording
+        The EDF/EDF+ file, or a recording already read.
+    speed : float
+        Times real time.
+    name : str
+        The LSL stream name (type ``EEG``).
+    loop : bool
+        Start again at the end, until `Replay.stop`.
+    faults : Faults | None
+        Drop-outs, NaN bursts, flat channels or timestamp jitter to inject.
+    **options
+        Passed to `Replay` (``unit``, ``channel_format``, ``chunk_s``, ...).
+
+    Returns
+    -------
+    replay : Replay
+        Running; ``replay.wait()`` blocks until it ends, ``replay.stop()`` ends it.
+    """
+    return Replay(edf, speed=speed, loop=loop, name=name, faults=faults, **options).start()

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.channels import electrode_region, resolve_montage
-from runtime.edf import Annotation, Recording, write_edf
-from runtime.features import CHBMIT_CHANNELS
+from ictal.runtime.channels import electrode_region, resolve_montage
+from ictal.runtime.edf import Annotation, Recording, write_edf
+from ictal.runtime.features import CHBMIT_CHANNELS
 
 # approximate scalp positions (x: left→right, y: back→front) on the unit disc
 POSITIONS = {"FP1": (-0.3, 0.95), "FP2": (0.3, 0.95), "F7": (-0.8, 0.6), "F3": (-0.4, 0.5), "FZ": (0.0, 0.5),

@@ -43,7 +43,7 @@ def neonatal_dir() -> Path:
 
 
 def tiny_spec():
-    from runtime.features import FeatureSpec
+    from ictal.runtime.features import FeatureSpec
 
     # a coarse grid keeps CPU time small; same code paths as the default grid
     return FeatureSpec(freqs_hz=[float(f) for f in range(1, 41, 3)], time_decimation=32)
@@ -52,7 +52,7 @@ def tiny_spec():
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     """Synthetic EDF+ recordings with seizures at known times (training data for the tiny model)."""
-    from stream_sim.synthetic import write_synthetic_edf
+    from ictal.stream_sim.synthetic import write_synthetic_edf
 
     d = tmp_path_factory.mktemp("synthetic")
     layout = [(90, [(30, 70)]), (90, [(20, 55)]), (90, []), (90, [(40, 80)]), (90, []), (90, [(25, 60)])]
@@ -65,10 +65,10 @@ def synthetic_dir(tmp_path_factory) -> Path:
 def tiny_model(synthetic_dir, tmp_path_factory):
     """A slim ResNet trained for a few epochs on synthetic seizures, plus its ONNX export."""
     pytest.importorskip("torch")
-    from export.onnx_export import export_onnx
-    from models.data import build_windows
-    from models.peers import fit_peers
-    from models.train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
+    from ictal.export.onnx_export import export_onnx
+    from ictal.models.data import build_windows
+    from ictal.models.peers import fit_peers
+    from ictal.models.train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
 
     spec = tiny_spec()
     ws = build_windows(synthetic_dir, spec, hop_s=5.0, seizure_hop_s=3.0, log=lambda *_: None)

@@ -1,10 +1,10 @@
 import pytest
 
-from runtime.annotations import (check_seizures_within, find_labelled_recordings, parse_chbmit_summary,
+from ictal.runtime.annotations import (check_seizures_within, find_labelled_recordings, parse_chbmit_summary,
                                  parse_tuh_csv_bi, seizures_from_edf_annotations)
-from runtime.edf import read_edf
-from runtime.errors import AnnotationError
-from stream_sim.synthetic import write_synthetic_edf
+from ictal.runtime.edf import read_edf
+from ictal.runtime.errors import AnnotationError
+from ictal.stream_sim.synthetic import write_synthetic_edf
 
 
 def test_all_24_original_chbmit_summaries_parse(chbmit_dir):
@@ -61,7 +61,7 @@ def test_edf_plus_seizure_annotations_are_read(tmp_path):
 
 
 def test_seizure_past_the_end_of_recording_is_refused():
-    from runtime.annotations import Seizure
+    from ictal.runtime.annotations import Seizure
     with pytest.raises(AnnotationError, match="rec.edf: seizure x#1 at 50-70 s lies outside the recording"):
         check_seizures_within([Seizure(50, 70, "rec.edf", "x", "x#1")], 60.0, "rec.edf")
 

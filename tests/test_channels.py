@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from runtime.channels import REGIONS, channel_region, normalise_label, region_members, resolve_montage
-from runtime.edf import read_edf
-from runtime.errors import ChannelMismatch
-from runtime.features import CHBMIT_CHANNELS
+from ictal.runtime.channels import REGIONS, channel_region, normalise_label, region_members, resolve_montage
+from ictal.runtime.edf import read_edf
+from ictal.runtime.errors import ChannelMismatch
+from ictal.runtime.features import CHBMIT_CHANNELS
 
 
 @pytest.mark.parametrize("label,expected", [

@@ -9,7 +9,7 @@ from conftest import REPO, tiny_spec
 
 
 def _ictal(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *map(str, args)], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "ictal", *map(str, args)], cwd=REPO, capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -20,7 +20,7 @@ def test_help_lists_only_working_subcommands():
 
 
 def test_evaluate_onnx_writes_metrics_and_confusion_matrix(tiny_model, synthetic_dir, tmp_path):
-    r = _ictal("evaluate", tiny_model["onnx"], synthetic_dir, "-o", tmp_path, "--hop", "5")
+    r = _ictal("evaluate", synthetic_dir, "--model", tiny_model["onnx"], "--out-dir", tmp_path, "--hop", "5")
     assert r.returncode == 0, r.stderr
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert {"accuracy", "sensitivity", "specificity", "f1", "weighted_f1", "auroc"} <= set(m["window"])
@@ -57,16 +57,19 @@ def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     (["simulate", "--duration", "0"], "--duration: expected a value > 0"),
     (["monitor", "--model", "m.onnx", "--k", "5", "--n", "4"], "--k 5 windows above threshold cannot be more"),
     (["monitor", "--model", "m.onnx", "--hop", "0"], "--hop: expected a value > 0"),
-    (["evaluate", "m.onnx", "d", "--hop", "-1"], "--hop: expected a value > 0"),
-    (["evaluate", "m.onnx", "d", "--threshold", "nan"], "--threshold: expected a number"),
-    (["evaluate", "m.onnx", "d", "--threshold", "2"], "--threshold: expected a value > 0 and ≤ 1"),
-    (["explain", "m.pt", "f.edf", "--start", "50", "--end", "10"], "--end 10 must be after --start 50"),
+    (["evaluate", "d", "--model", "m.onnx", "--hop", "-1"], "--hop: expected a value > 0"),
+    (["evaluate", "d", "--model", "m.onnx", "--threshold", "nan"], "--threshold: expected a number"),
+    (["evaluate", "d", "--model", "m.onnx", "--threshold", "2"], "--threshold: expected a value > 0 and ≤ 1"),
+    (["explain", "f.edf", "--model", "m.pt", "--start", "50", "--end", "10"], "--end 10 must be after --start 50"),
     (["train", "d", "-o", "m.pt", "--epochs", "0"], "--epochs: expected a value ≥ 1"),
     (["train", "d", "-o", "m.pt", "--batch-size", "0"], "--batch-size: expected a value ≥ 1"),
     (["replay", "x.edf", "--dropout", "5"], "expected START:SECONDS"),
+    (["evaluate", "d", "-o", "out"], "-o names an output file (train, export); this command writes a folder: "
+                                     "use --out-dir DIR"),
+    (["report", "d", "--output", "out"], "use --out-dir DIR"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, expected, capsys):
-    from runtime.cli import main
+    from ictal.runtime.cli import main
 
     with pytest.raises(SystemExit) as stop:
         main(argv)

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.annotations import find_labelled_recordings, parse_chbmit_summary
-from runtime.edf import Annotation, Recording, read_edf, write_edf
-from runtime.errors import EDFError
+from ictal.runtime.annotations import find_labelled_recordings, parse_chbmit_summary
+from ictal.runtime.edf import Annotation, Recording, read_edf, write_edf
+from ictal.runtime.errors import EDFError
 
 
 def test_every_chbmit_clip_loads_with_labels_rate_and_seizure_times(chbmit_dir):

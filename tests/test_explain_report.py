@@ -7,8 +7,8 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from models.explain import GradCAM, GradCAMPlusPlus, IntegratedGradients, band_importance  # noqa: E402
-from runtime.features import FeatureSpec  # noqa: E402
+from ictal.models.explain import GradCAM, GradCAMPlusPlus, IntegratedGradients, band_importance  # noqa: E402
+from ictal.runtime.features import FeatureSpec  # noqa: E402
 
 
 class _BlobModel(nn.Module):
@@ -46,7 +46,7 @@ def test_gradcam_and_gradcam_plus_plus_find_a_known_blob():
 
 
 def test_integrated_gradients_satisfy_completeness(tiny_model):
-    from models.train import load_checkpoint
+    from ictal.models.train import load_checkpoint
 
     model, spec, _, _ = load_checkpoint(tiny_model["checkpoint"])
     rng = np.random.default_rng(0)
@@ -68,7 +68,7 @@ def test_band_importance_averages_time_then_band():
 
 
 def test_explain_writes_matrix_json_png_and_raw_maps(tiny_model, synthetic_dir, tmp_path):
-    from models.interpret import Interpreter, write_explanation
+    from ictal.models.interpret import Interpreter, write_explanation
 
     interp = Interpreter(tiny_model["checkpoint"])
     edf = synthetic_dir / "syn00.edf"  # seizure 30-70 s
@@ -94,7 +94,7 @@ def test_explain_writes_matrix_json_png_and_raw_maps(tiny_model, synthetic_dir, 
 
 
 def test_global_interpretation_averages_matrices_per_patient(tiny_model, synthetic_dir, tmp_path):
-    from models.interpret import Interpreter, global_interpretation
+    from ictal.models.interpret import Interpreter, global_interpretation
 
     doc = global_interpretation(Interpreter(tiny_model["checkpoint"]), synthetic_dir, tmp_path, log=lambda *_: None)
     assert doc["n_seizures"] == 4
@@ -105,10 +105,10 @@ def test_global_interpretation_averages_matrices_per_patient(tiny_model, synthet
 
 def test_report_has_metrics_of_the_data_events_examples_and_falls_back_without_llm(tiny_model, synthetic_dir,
                                                                                    tmp_path, monkeypatch):
-    from models.data import build_windows
-    from models.evaluate import summarise
-    from models.report import KINDS, write_report
-    from models.train import load_checkpoint, predict_proba
+    from ictal.models.data import build_windows
+    from ictal.models.evaluate import summarise
+    from ictal.models.report import KINDS, write_report
+    from ictal.models.train import load_checkpoint, predict_proba
 
     monkeypatch.setenv("ICTAL_LLM_URL", "http://127.0.0.1:9/v1")  # nothing listens: must fall back
     report = write_report(tiny_model["checkpoint"], synthetic_dir, tmp_path, n_examples=1, use_llm=True,

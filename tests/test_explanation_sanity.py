@@ -16,9 +16,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from runtime.channels import region_members  # noqa: E402
-from runtime.features import BANDS_HZ, CWTransform, FeatureSpec  # noqa: E402
-from runtime.occlusion import occlude  # noqa: E402
+from ictal.runtime.channels import region_members  # noqa: E402
+from ictal.runtime.features import BANDS_HZ, CWTransform, FeatureSpec  # noqa: E402
+from ictal.runtime.occlusion import occlude  # noqa: E402
 
 INJECT_HZ = 5.0
 
@@ -40,10 +40,10 @@ def left_temporal_task(eegmmidb_dir):
     """Windows of real healthy EEG (eegmmidb motor-task runs), each once as is (negative) and
     once with the discharge in the four left-temporal derivations (positive), and a small
     model trained on them."""
-    from models.data import WindowSet
-    from models.train import TrainConfig, train_model
-    from runtime.annotations import patient_of
-    from runtime.windows import Window, load_labelled
+    from ictal.models.data import WindowSet
+    from ictal.models.train import TrainConfig, train_model
+    from ictal.runtime.annotations import patient_of
+    from ictal.runtime.windows import Window, load_labelled
 
     spec = FeatureSpec()  # the shipped grid and montage: (18, 40, 80)
     cwt = CWTransform(spec)
@@ -75,8 +75,8 @@ def left_temporal_task(eegmmidb_dir):
 
 
 def _explain(model, spec, log_power, baseline_log_power, layer="layer4"):
-    from models.explain import GradCAM, band_importance
-    from models.interpret import TorchScorer
+    from ictal.models.explain import GradCAM, band_importance
+    from ictal.models.interpret import TorchScorer
 
     occ = occlude(TorchScorer(model), spec, log_power, baseline_log_power)
     cam = GradCAM(model, getattr(model, layer)).attribute(spec.normalise(log_power))[0]
@@ -105,7 +105,7 @@ def test_occlusion_isolates_the_discharge_and_gradcam_only_ranks_it(left_tempora
     of it). Layer-4 Grad-CAM puts theta first but spreads it into the neighbouring bands
     (its layer-4 units see most of the 40 rows), so its band profile is a ranking, not a
     separation; beta and gamma stay well below."""
-    from models.explain import relative
+    from ictal.models.explain import relative
 
     task = left_temporal_task
     x, _ = task["positives"][0]
@@ -150,8 +150,8 @@ def captum():
 
 
 def test_gradcam_matches_captum_layer_gradcam(tiny_model, captum):
-    from models.explain import GradCAM
-    from models.train import load_checkpoint
+    from ictal.models.explain import GradCAM
+    from ictal.models.train import load_checkpoint
 
     model, spec, _, _ = load_checkpoint(tiny_model["checkpoint"])
     x = np.random.default_rng(1).normal(0, 1, (3, *spec.input_shape)).astype(np.float32)
@@ -161,8 +161,8 @@ def test_gradcam_matches_captum_layer_gradcam(tiny_model, captum):
 
 
 def test_integrated_gradients_match_captum_and_pass_its_completeness_check(tiny_model, captum):
-    from models.explain import IntegratedGradients
-    from models.train import load_checkpoint
+    from ictal.models.explain import IntegratedGradients
+    from ictal.models.train import load_checkpoint
 
     model, spec, _, _ = load_checkpoint(tiny_model["checkpoint"])
     rng = np.random.default_rng(2)
@@ -179,7 +179,7 @@ def test_integrated_gradients_match_captum_and_pass_its_completeness_check(tiny_
 
 
 def test_one_batch_holds_the_window_every_channel_and_every_band_region_cell():
-    from runtime.occlusion import occlusion_batch
+    from ictal.runtime.occlusion import occlusion_batch
 
     spec = FeatureSpec()
     rng = np.random.default_rng(3)

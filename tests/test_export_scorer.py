@@ -5,15 +5,15 @@ import numpy as np
 import onnx
 import pytest
 
-from runtime.errors import ModelError, SpecError
-from runtime.scorer import META_SPEC, Scorer
+from ictal.runtime.errors import ModelError, SpecError
+from ictal.runtime.scorer import META_SPEC, Scorer
 
 from conftest import REPO
 
 
 def test_importing_runtime_and_stream_sim_does_not_import_torch():
-    code = ("import sys, runtime, runtime.monitor, runtime.scorer, runtime.cli, runtime.demo, stream_sim, "
-            "stream_sim.replay, stream_sim.synthetic; print('torch' in sys.modules)")
+    code = ("import sys, ictal, ictal.runtime.monitor, ictal.runtime.scorer, ictal.runtime.cli, ictal.runtime.demo, ictal.stream_sim, "
+            "ictal.stream_sim.replay, ictal.stream_sim.synthetic; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -29,7 +29,7 @@ def test_onnx_model_carries_spec_threshold_and_weights_hash(tiny_model):
 
 
 def test_onnx_and_torch_give_the_same_probabilities(tiny_model):
-    from export.onnx_export import parity_check
+    from ictal.export.onnx_export import parity_check
 
     s = Scorer(tiny_model["onnx"])
     x = s.spec.normalise(tiny_model["windows"].x[:40])
@@ -55,7 +55,7 @@ def test_scorer_refuses_nan_wrong_shape_and_foreign_models(tiny_model, tmp_path)
 
 
 def test_int8_model_keeps_metadata_and_predictions_close(tiny_model, tmp_path):
-    from export.onnx_export import compare_int8, quantize_int8
+    from ictal.export.onnx_export import compare_int8, quantize_int8
 
     s = Scorer(tiny_model["onnx"])
     x = s.spec.normalise(tiny_model["windows"].x[:24])
@@ -78,7 +78,7 @@ def test_scorer_refuses_changed_weights_a_missing_hash_and_a_bad_threshold(tiny_
     import onnx
     from onnx import numpy_helper
 
-    from runtime.scorer import META_GRAPH, META_THRESHOLD
+    from ictal.runtime.scorer import META_GRAPH, META_THRESHOLD
 
     def zero_weights(proto):
         for init in proto.graph.initializer:

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import pywt
 
-from runtime.conditioning import StreamingFilter, StreamingResampler
-from runtime.errors import SpecError
-from runtime.features import CWTransform, FeatureSpec
-from runtime.windows import make_windows
+from ictal.runtime.conditioning import StreamingFilter, StreamingResampler
+from ictal.runtime.errors import SpecError
+from ictal.runtime.features import CWTransform, FeatureSpec
+from ictal.runtime.windows import make_windows
 
 
 def test_cwt_matches_pywavelets_fft_method():
@@ -82,7 +82,7 @@ def test_filter_and_resampler_give_the_same_samples_in_chunks_as_at_once():
 
 
 def test_windows_carry_seizure_overlap_and_use_a_smaller_hop_near_seizures():
-    from runtime.annotations import Seizure
+    from ictal.runtime.annotations import Seizure
     sz = [Seizure(30.0, 45.0, "r.edf", "p", "r#1")]
     w = make_windows(100.0, sz, window_s=10, hop_s=10, seizure_hop_s=1, recording="r.edf", patient="p")
     by_start = {x.start_s: x for x in w}
@@ -96,7 +96,7 @@ def test_windows_carry_seizure_overlap_and_use_a_smaller_hop_near_seizures():
 def test_numpy_dsp_matches_scipy_signal():
     from scipy import signal
 
-    from runtime.dsp import SosFilter, butter_bandpass_sos, kaiser_lowpass, notch_sos, sos_steady_state
+    from ictal.runtime.dsp import SosFilter, butter_bandpass_sos, kaiser_lowpass, notch_sos, sos_steady_state
     fs = 256.0
     ours = np.vstack([butter_bandpass_sos(4, 0.5, 40.0, fs), notch_sos(50.0, 30.0, fs)])
     b, a = signal.iirnotch(50.0, 30.0, fs)
@@ -118,6 +118,6 @@ def test_numpy_dsp_matches_scipy_signal():
 def test_runtime_does_not_import_scipy_signal():
     import subprocess
     import sys
-    code = "import sys, runtime.monitor, runtime.windows; print('scipy.signal' in sys.modules)"
+    code = "import sys, ictal.runtime.monitor, ictal.runtime.windows; print('scipy.signal' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from runtime.annotations import find_labelled_recordings, patient_of
-from runtime.channels import resolve_montage
-from runtime.edf import read_edf
-from runtime.features import DOUBLE_BANANA, CWTransform, FeatureSpec
-from runtime.metrics import score_events, threshold_for_specificity
-from runtime.peers import line_length, relative_band_powers
+from ictal.runtime.annotations import find_labelled_recordings, patient_of
+from ictal.runtime.channels import resolve_montage
+from ictal.runtime.edf import read_edf
+from ictal.runtime.features import DOUBLE_BANANA, CWTransform, FeatureSpec
+from ictal.runtime.metrics import score_events, threshold_for_specificity
+from ictal.runtime.peers import line_length, relative_band_powers
 
 from conftest import tiny_spec
 
@@ -55,8 +55,8 @@ def test_channel_window_features_do_not_see_a_channel_gain():
 
 
 def test_leave_one_patient_out_tests_each_patient_once_and_never_trains_on_it(chbmit_dir, neonatal_dir):
-    from models.data import WindowSet, build_windows
-    from models.evaluate import leave_one_patient_out
+    from ictal.models.data import WindowSet, build_windows
+    from ictal.models.evaluate import leave_one_patient_out
 
     spec = tiny_spec()
     ws = WindowSet.concat([build_windows(chbmit_dir, spec, hop_s=10, seizure_hop_s=5, log=lambda *_: None),
@@ -87,9 +87,9 @@ def test_line_length_and_band_power_peers_measure_what_they_say():
 
 
 def test_peers_travel_with_the_model_into_onnx_and_score_the_same(tiny_model):
-    from models.train import load_checkpoint
-    from runtime.peers import ClassicalPeers
-    from runtime.scorer import Scorer
+    from ictal.models.train import load_checkpoint
+    from ictal.runtime.peers import ClassicalPeers
+    from ictal.runtime.scorer import Scorer
 
     _, _, _, meta = load_checkpoint(tiny_model["checkpoint"])
     from_ckpt = ClassicalPeers.from_dict(meta["classical_peers"])
@@ -98,7 +98,7 @@ def test_peers_travel_with_the_model_into_onnx_and_score_the_same(tiny_model):
     ws = tiny_model["windows"]
     s = scorer.peers.scores(ws.line_length, ws.band_power)
     y = ws.label >= 0.5
-    from runtime.metrics import auroc
+    from ictal.runtime.metrics import auroc
 
     assert auroc(y, s["line_length"]) > 0.8  # synthetic seizures are larger and rhythmic
     assert 0 < scorer.peers.band_power_threshold < 1
@@ -155,7 +155,7 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
                                                                                  tmp_path):
     from test_cli import _ictal
 
-    r = _ictal("evaluate", tiny_model["onnx"], synthetic_dir, "-o", tmp_path, "--hop", "5")
+    r = _ictal("evaluate", synthetic_dir, "--model", tiny_model["onnx"], "--out-dir", tmp_path, "--hop", "5")
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "metrics.json").read_text()
     assert "NaN" not in text
@@ -173,17 +173,17 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
 def test_evaluate_refuses_zero_filling_more_than_a_quarter_of_channels(tiny_model, synthetic_dir, tmp_path):
     from test_cli import _ictal
 
-    r = _ictal("evaluate", tiny_model["onnx"], synthetic_dir, "-o", tmp_path, "--allow-missing", "10")
+    r = _ictal("evaluate", synthetic_dir, "--model", tiny_model["onnx"], "--out-dir", tmp_path, "--allow-missing", "10")
     assert r.returncode == 2 and "quarter" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_within_patient_auroc_is_not_flattered_by_other_subjects_eeg():
     """A detector that only tells the patient's EEG from a healthy subject's gets a high pooled
     AUROC but chance or worse within the patient: both numbers are reported."""
-    from models.data import WindowSet
-    from models.evaluate import within_patient_auroc
-    from runtime.metrics import auroc
-    from runtime.windows import Window
+    from ictal.models.data import WindowSet
+    from ictal.models.evaluate import within_patient_auroc
+    from ictal.runtime.metrics import auroc
+    from ictal.runtime.windows import Window
 
     wins = ([Window(i, i + 10, 1.0, "chb07_ictal.edf", "chb07", "s1") for i in range(5)]
             + [Window(i, i + 10, 0.0, "chb07_pre.edf", "chb07", "") for i in range(5)]

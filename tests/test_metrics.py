@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from runtime.metrics import auroc, choose_threshold, score_events, window_metrics, windows_to_events
+from ictal.runtime.metrics import auroc, choose_threshold, score_events, window_metrics, windows_to_events
 
 
 def test_detection_20_s_before_onset_counts_as_true_positive():

@@ -1,14 +1,17 @@
+import hashlib
+import json
+
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
-from models.data import build_windows, group_of  # noqa: E402
-from models.evaluate import cross_patient, leave_one_seizure_out  # noqa: E402
-from models.resnet import CWTResNet, count_parameters  # noqa: E402
-from models.train import load_checkpoint, predict_proba  # noqa: E402
-from runtime.errors import ModelError  # noqa: E402
-from runtime.metrics import auroc  # noqa: E402
+from ictal.models.data import build_windows, group_of  # noqa: E402
+from ictal.models.evaluate import cross_patient, leave_one_seizure_out  # noqa: E402
+from ictal.models.resnet import CWTResNet, count_parameters  # noqa: E402
+from ictal.models.train import load_checkpoint, predict_proba  # noqa: E402
+from ictal.runtime.errors import ModelError  # noqa: E402
+from ictal.runtime.metrics import auroc  # noqa: E402
 
 from conftest import tiny_spec  # noqa: E402
 
@@ -24,7 +27,7 @@ def test_resnet18_takes_eeg_channels_as_input_planes_and_gives_one_logit():
 
 
 def test_last_residual_block_keeps_two_rows_per_band_on_the_default_grid():
-    from runtime.features import FeatureSpec
+    from ictal.runtime.features import FeatureSpec
 
     spec = FeatureSpec()
     m = CWTResNet(len(spec.channels), width=0.125).eval()
@@ -74,3 +77,38 @@ def test_checkpoint_loads_weights_only_and_detects_tampering(tiny_model, tmp_pat
     bad.with_suffix(".json").write_text(ckpt.with_suffix(".json").read_text())
     with pytest.raises(ModelError, match="SHA-256 .* does not match"):
         load_checkpoint(bad)
+
+
+def test_checkpoint_errors_say_what_is_expected(tiny_model, tmp_path):
+    import pickle
+
+    ckpt = tiny_model["checkpoint"]
+    with pytest.raises(ModelError, match="exported ONNX model; this needs the .pt checkpoint"):
+        load_checkpoint(tiny_model["onnx"])
+    bad = tmp_path / "m.pt"
+    bad.write_bytes(ckpt.read_bytes())
+    bad.with_suffix(".json").write_text("{not json")
+    with pytest.raises(ModelError, match="m.json: not valid JSON"):
+        load_checkpoint(bad)
+    meta = json.loads(ckpt.with_suffix(".json").read_text())
+    del meta["weights_sha256"]
+    bad.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="no 'weights_sha256'"):
+        load_checkpoint(bad)
+
+    class RunsCode:  # a pickle that would call print() when loaded
+        def __reduce__(self):
+            return print, ("unpickled code ran",)
+
+    bad.write_bytes(pickle.dumps(RunsCode()))
+    meta["weights_sha256"] = hashlib.sha256(bad.read_bytes()).hexdigest()
+    bad.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="refusing to unpickle it"):
+        load_checkpoint(bad)
+
+
+def test_scorer_given_a_checkpoint_asks_for_the_onnx(tiny_model):
+    from ictal.runtime.scorer import Scorer
+
+    with pytest.raises(ModelError, match="torch checkpoint; scoring needs the exported .onnx"):
+        Scorer(tiny_model["checkpoint"])

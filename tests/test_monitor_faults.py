@@ -6,10 +6,10 @@ import time
 import numpy as np
 import pytest
 
-from runtime.errors import ChannelMismatch, SinkError, StreamError
-from runtime.monitor import Monitor
-from stream_sim.replay import Faults, Replay
-from stream_sim.synthetic import synthetic_recording
+from ictal.runtime.errors import ChannelMismatch, SinkError, StreamError
+from ictal.runtime.monitor import Monitor
+from ictal.stream_sim.replay import Faults, Replay
+from ictal.stream_sim.synthetic import synthetic_recording
 
 from conftest import unique_stream_name
 
@@ -123,7 +123,7 @@ def test_a_stream_that_lies_about_its_rate_raises_a_rate_alarm(tiny_model, tmp_p
 
 
 def test_a_stream_restarted_with_other_channels_is_followed_or_refused(tiny_model, eegmmidb_dir, tmp_path):
-    from runtime.edf import read_edf
+    from ictal.runtime.edf import read_edf
 
     name = unique_stream_name()
     first = Replay(synthetic_recording(30, [], seed=935, name="a"), speed=SPEED, name=name, markers=False).start()

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
-from runtime.errors import ChannelMismatch, StreamError
-from runtime.monitor import Monitor
-from stream_sim.replay import Faults, Replay
-from stream_sim.synthetic import synthetic_recording
+from ictal.runtime.errors import ChannelMismatch, StreamError
+from ictal.runtime.monitor import Monitor
+from ictal.stream_sim.replay import Faults, Replay
+from ictal.stream_sim.synthetic import synthetic_recording
 
 from conftest import REPO, unique_stream_name
 
@@ -151,7 +151,7 @@ def test_no_stream_found_is_a_clear_error(tiny_model):
 
 
 def test_referential_160_hz_stream_is_derived_and_resampled(tiny_model, eegmmidb_dir, tmp_path):
-    from runtime.edf import read_edf
+    from ictal.runtime.edf import read_edf
 
     rec = read_edf(eegmmidb_dir / "S001" / "S001R02.edf")
     mon, _, log = _run(tiny_model["onnx"], rec, tmp_path)
@@ -166,7 +166,7 @@ def test_log_survives_the_monitor_being_killed(tiny_model, tmp_path):
     name = unique_stream_name()
     replay = Replay(rec, speed=5.0, name=name).start()
     log = tmp_path / "killed.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "monitor", "--model", str(tiny_model["onnx"]),
+    proc = subprocess.Popen([sys.executable, "-m", "ictal.runtime.cli", "monitor", "--model", str(tiny_model["onnx"]),
                              "--stream", name, "--log", str(log), "--no-lsl-out", "--duration", "60"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

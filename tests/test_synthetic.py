@@ -1,7 +1,7 @@
 import numpy as np
 
-from runtime.features import CHBMIT_CHANNELS
-from stream_sim.synthetic import synthetic_recording
+from ictal.runtime.features import CHBMIT_CHANNELS
+from ictal.stream_sim.synthetic import synthetic_recording
 
 
 def _band_power(x, sf, lo, hi):

@@ -1,0 +1,6 @@
+"""`python -m ictal` is the `ictal` command."""
+import sys
+
+from ictal.runtime.cli import main
+
+sys.exit(main())
