@@ -21,7 +21,6 @@ def torch_available() -> bool:
 def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Path = SHIPPED_MODEL,
              clip: Path = DEMO_CLIP, gradcam: bool | None = None, checkpoint: Path = SHIPPED_CHECKPOINT,
              hop_s: float = 1.0) -> dict:
-    import pylsl
 
     from ictal.stream_sim.replay import Replay, recording_with_seizures
 
@@ -34,8 +33,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Pat
     onsets = [(a.onset_s, a.onset_s + a.duration_s) for a in rec.annotations if "seizure" in a.text]
     use_gradcam = torch_available() and checkpoint.exists() if gradcam is None else gradcam
     name = f"ictal-demo-{threading.get_ident() % 100000}"
-    t0 = pylsl.local_clock() + 1.0
-    replay = Replay(rec, speed=speed, name=name, t0=t0)
+    replay = Replay(rec, speed=speed, name=name)
     print(f"demo: replaying {clip.name} ({rec.duration_s:.0f} s, {len(rec.labels)} channels @ {rec.sfreq_hz:g} Hz, "
           f"seizure at {', '.join(f'{s:g}-{e:g} s' for s, e in onsets)}) at {speed:g}x over LSL '{name}'")
     print(f"demo: Grad-CAM band importance {'on (torch)' if use_gradcam else 'off (install the [train] extra)'}")
@@ -48,6 +46,8 @@ def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Pat
     finally:
         replay.stop()
         mon.disconnect()
+    # the monitor's times are recording seconds from the first sample (stamped at the replay's t0)
+    t0 = replay.t0
     scores = [json.loads(line) for line in (out / "monitor.jsonl").read_text().splitlines()]
     scores = [s for s in scores if s["event"] == "score"]
     t = np.array([s["t_lsl"] - t0 for s in scores])

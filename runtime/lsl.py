@@ -1,6 +1,8 @@
 """LSL inlet side: find an EEG stream and read labelled chunks from it."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from .edf import unit_factor
@@ -41,6 +43,27 @@ def channel_metadata(info, field: str) -> list[str]:
     return values
 
 
+def stream_unit_factor(unit: str) -> float | None:
+    """µV per unit of an LSL channel's <unit>: a name ('microvolts', 'V', ...), or as mne-lsl
+    writes it, an integer power of ten of volts (MNE's unit_mul: '0' volts, '-6' microvolts)."""
+    factor = unit_factor(unit)
+    if factor is None and re.fullmatch(r"\s*[+-]?\d{1,2}\s*", unit):
+        factor = 10.0 ** (int(unit) + 6)
+    return factor
+
+
+def replay_speed(info) -> float:
+    """The speed a replay declares in <ictal><replay_speed> (1 for a live source)."""
+    text = info.desc().child("ictal").child_value("replay_speed")
+    try:
+        speed = float(text) if text else 1.0
+    except ValueError:
+        raise StreamError(f"stream '{info.name()}': <ictal><replay_speed> is {text!r}; expected a number") from None
+    if not speed > 0 or speed == float("inf"):
+        raise StreamError(f"stream '{info.name()}': <ictal><replay_speed> is {text!r}; expected a positive number")
+    return speed
+
+
 def channel_labels(info) -> list[str]:
     return channel_metadata(info, "label")
 
@@ -52,6 +75,12 @@ class LslSource:
     Units come from each channel's <unit>; `units` overrides them (for streams that declare
     none). Timestamps go through LSL's clock synchronisation, so a remote amplifier's
     samples line up with this machine's clock.
+
+    A replay faster than real time stamps each sample when it pushes it and declares its
+    speed in <ictal><replay_speed>. `pull` returns stamps on the stream's own time axis
+    (recording seconds: the first stamp plus elapsed LSL time × speed), so windows, gaps,
+    rates and alert timing mean the same at any speed; `lsl_time` maps them back to this
+    machine's clock (for latency and for the output streams). At speed 1 both are the same.
     """
 
     def __init__(self, name: str | None = None, stream_type: str = "EEG", timeout_s: float = 10.0,
@@ -91,9 +120,11 @@ class LslSource:
                               f"{len(self.labels)} in its metadata; labels are needed to map channels")
         if self.sfreq_hz <= 0:
             raise StreamError(f"stream '{self.stream_name}' has an irregular rate; EEG needs a nominal rate")
-        self.uv_per_unit = np.array([unit_factor(self.units or u) or np.nan for u in self.channel_units])
+        self.uv_per_unit = np.array([stream_unit_factor(self.units or u) or np.nan for u in self.channel_units])
         self._buf = np.zeros((int(self.sfreq_hz * 4) + 1, self.n_channels), dtype=NUMERIC_FORMATS[fmt])
         self._scale, self._last_n = None, 0  # check_units sets the scale for the channels the model uses
+        self.speed = replay_speed(full)
+        self._anchor = None  # LSL time of the first sample: where stream time and LSL time meet
         return self
 
     def check_units(self, used: np.ndarray) -> None:
@@ -118,7 +149,18 @@ class LslSource:
         out = self._buf[:n].astype(np.float64)
         if self._scale is not None:
             out *= self._scale
-        return out, np.asarray(ts, dtype=np.float64)
+        ts = np.asarray(ts, dtype=np.float64)
+        if self.speed != 1.0 and n:
+            if self._anchor is None:
+                self._anchor = float(ts[0])
+            ts = self._anchor + (ts - self._anchor) * self.speed
+        return out, ts
+
+    def lsl_time(self, t_stream: float) -> float:
+        """This machine's LSL time of a stream time `pull` returned."""
+        if self.speed == 1.0 or self._anchor is None:
+            return t_stream
+        return self._anchor + (t_stream - self._anchor) / self.speed
 
     def find_replacement(self, timeout_s: float = 0.2):
         """A stream with our name (or type) that is not the one we hold: the source restarted

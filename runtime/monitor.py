@@ -313,7 +313,7 @@ class Monitor:
         self._technical("no_data", False)
         self.last_data_wall = now
         self.n_received += len(ts)
-        lag = self._clock() - float(ts[-1])  # how far behind the newest sample we are
+        lag = self._clock() - self.source.lsl_time(float(ts[-1]))  # how far behind the newest sample we are
         if lag > self.behind_s or (self.source.full_pull and lag > self.behind_s / 2):
             self._technical("falling_behind", True, lag_s=round(lag, 2))
         elif lag < self.behind_s / 2:
@@ -396,7 +396,7 @@ class Monitor:
         if self.n_rejected_run >= self.rejected_alarm_windows:
             self._technical("windows_rejected", True, why=reason, windows=self.n_rejected_run, **detail)
         if self.outputs:
-            self.outputs.score(t_end, float("nan"), self.alerts.active, bool(self.technical))
+            self.outputs.score(self.source.lsl_time(t_end), float("nan"), self.alerts.active, bool(self.technical))
 
     def _score(self, skip: int = 0) -> None:
         data, raw, t, bad = self.ring.latest(self.win, skip)
@@ -422,12 +422,12 @@ class Monitor:
         # when the source stamps samples at capture time (LSL clock)
         rec = {"event": "score", "t_lsl": t_end, "p": round(p, 6), "alert": self.alerts.active,
                "quality": "degraded" if bad_channels else "clean",
-               "latency_s": round(self._clock() - t_end, 4)}
+               "latency_s": round(self._clock() - self.source.lsl_time(t_end), 4)}
         if bad_channels:
             rec["zero_filled"] = bad_channels
         self._record(rec)
         if self.outputs:
-            self.outputs.score(t_end, p, self.alerts.active, bool(self.technical))
+            self.outputs.score(self.source.lsl_time(t_end), p, self.alerts.active, bool(self.technical))
         if self.console:
             bar = "#" * int(round(p * 20))
             state = "ALERT" if self.alerts.active else ("TECHNICAL ALARM" if self.technical else "ok")
@@ -465,7 +465,7 @@ class Monitor:
             payload["first_positive_t_lsl"] = event.first_positive_t_lsl
         self._record({**payload, "event": f"alert_{event.kind}"})
         if self.outputs:
-            self.outputs.alert(event.t_lsl, payload)
+            self.outputs.alert(self.source.lsl_time(event.t_lsl), payload)
         if self.console:
             self.console.line(f"ALERT #{event.alert_id} onset at LSL t={event.t_lsl:.2f}  p={event.p:.3f}"
                               if event.kind == "onset" else f"ALERT #{event.alert_id} closed at LSL t={event.t_lsl:.2f}")
@@ -500,7 +500,7 @@ class Monitor:
         self.explanations.append(payload)
         self._record({**payload, "event": "alert_explanation"})
         if self.outputs:
-            self.outputs.alert(alert["t_lsl"], payload)
+            self.outputs.alert(self.source.lsl_time(alert["t_lsl"]), payload)
         if self.console:
             self.console.line(f"  alert #{alert['alert_id']} regions: {', '.join(payload['top_regions'])}  "
                               f"strongest band x region: {' / '.join(payload['joint_top_cell'])}")

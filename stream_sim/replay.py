@@ -1,10 +1,11 @@
 """Replay a recording as an LSL EEG stream, with its seizure annotations on a
 parallel marker stream and optional injected faults.
 
-Timestamps are per sample on the recording's own clock, anchored at start:
-sample i is stamped t0 + i / sfreq_hz and an annotation at onset s is stamped
-t0 + s, so alert delays read off LSL times are in recording seconds whatever
-the replay speed. At speed 1 the stamps equal the push times.
+Every sample is stamped when it is pushed, at any speed: sample i at
+t0 + i / (sfreq_hz · speed), where t0 is the LSL time of the recording's start, and an
+annotation at onset s at t0 + s / speed. The stream declares its speed in
+<ictal><replay_speed>, so a monitor maps the stamps back onto recording seconds
+(`runtime.lsl.LslSource.pull`).
 """
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ class Replay:
             ch.append_child_value("type", "EEG")
         info.desc().append_child_value("manufacturer", "ictal stream_sim")
         info.desc().append_child_value("source_file", rec.name)
+        # stamps are push times: a monitor needs the speed to read them as recording seconds
+        info.desc().append_child("ictal").append_child_value("replay_speed", repr(float(self.speed)))
         eeg = pylsl.StreamOutlet(info, chunk_size=self.chunk, max_buffered=360)
         markers = None
         if self.with_markers:
@@ -126,7 +129,8 @@ class Replay:
         # a monitor that subscribes late would miss the first samples: wait for one (bounded)
         if self.wait_for_consumer_s:
             eeg.wait_for_consumers(self.wait_for_consumer_s)
-        t0 = self.t0 if self.t0 is not None else pylsl.local_clock()
+        # t0: LSL time of the recording's sample 0, so that sample start_sample goes out now
+        t0 = self.t0 if self.t0 is not None else pylsl.local_clock() - self.start_sample / (sf * self.speed)
         self.t0 = t0
         wall0 = time.perf_counter()
         i, offset_s = self.start_sample, 0.0
@@ -147,7 +151,7 @@ class Replay:
                 self._stop.wait(delay)
             idx = np.arange(i, j)
             keep = np.array([not self._skipped(k) for k in idx]) if self.faults.dropouts else np.ones(len(idx), bool)
-            stamps = t0 + offset_s + idx / sf
+            stamps = t0 + (offset_s + idx / sf) / self.speed
             if self.faults.jitter_s:
                 stamps = stamps + rng.normal(0, self.faults.jitter_s, len(idx))
             if keep.any():
@@ -160,7 +164,7 @@ class Replay:
             if markers is not None:
                 while pending and pending[0][0] * sf < j:
                     onset, text = pending.pop(0)
-                    markers.push_sample([text], t0 + offset_s + onset)
+                    markers.push_sample([text], t0 + (offset_s + onset) / self.speed)
             i = j
         time.sleep(0.3)  # let the last chunk drain before the outlet goes away
         del eeg, markers

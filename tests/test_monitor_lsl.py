@@ -47,6 +47,9 @@ def test_alert_opens_within_15_s_of_onset_and_closes_after_the_seizure(tiny_mode
     assert offsets and offsets[0]["t_lsl"] - t0 > end
     scores = [e for e in log if e["event"] == "score"]
     assert len(scores) == pytest.approx((150 - 10) / 1.0 + 1, abs=2)  # one window per 1-s hop, none dropped
+    # at 20x the samples are stamped when pushed: latency is real and positive, never "in the future"
+    latency = np.array([e["latency_s"] for e in scores])
+    assert latency.min() > -0.01 and np.median(latency) < 1.0, latency
     explanations = [e for e in log if e["event"] == "alert_explanation"]
     assert log.index(onsets[0]) < log.index(explanations[0]), "the alert is logged before its explanation"
     expl = explanations[0]
@@ -60,6 +63,36 @@ def test_alert_opens_within_15_s_of_onset_and_closes_after_the_seizure(tiny_mode
     with np.load(tmp_path / "expl" / "alert_001.npz") as z:  # the alerting window's EEG, for the figure
         assert z["eeg_uv"].shape == (18, 2560)
     assert (tmp_path / "expl" / "alert_001.png").stat().st_size > 10_000
+
+
+def test_replay_stamps_samples_when_it_pushes_them_and_the_source_reads_recording_seconds():
+    import pylsl
+
+    from ictal.runtime.lsl import LslSource
+
+    rec = synthetic_recording(20, [], seed=911, name="clock")
+    name = unique_stream_name()
+    replay = Replay(rec, speed=8.0, name=name, markers=False).start()
+    source = LslSource(name, timeout_s=10).connect()
+    source.check_units(np.ones(source.n_channels, bool))
+    assert source.speed == 8.0
+    ages, stamps = [], []
+    try:
+        deadline = time.monotonic() + 10
+        while replay.running and time.monotonic() < deadline:
+            _, ts = source.pull()
+            if len(ts):
+                ages.append(pylsl.local_clock() - source.lsl_time(ts[-1]))
+                stamps.append(ts)
+            time.sleep(0.01)
+    finally:
+        replay.stop()
+        source.disconnect()
+    ts = np.concatenate(stamps)
+    assert len(ts) > 0.9 * 20 * rec.sfreq_hz
+    assert 0 <= np.median(ages) < 0.2 and min(ages) > -0.005  # stamped at push time, not ahead of it
+    assert np.median(np.diff(ts)) == pytest.approx(1 / rec.sfreq_hz, rel=0.01)  # recording seconds
+    assert ts[-1] - ts[0] == pytest.approx((len(ts) - 1) / rec.sfreq_hz, abs=0.05)
 
 
 def test_seizure_free_recording_raises_no_alert(tiny_model, tmp_path):
@@ -222,3 +255,30 @@ def test_clock_jumping_backwards_is_logged_and_the_buffer_restarts(tiny_model, t
     after = [e["t_lsl"] for e in log if e["event"] == "score" and e["t_lsl"] < jumps[0]["from_t_lsl"] - 50]
     # a full new window first (1e-3 s: LSL clock sync corrects stamps by µs between chunks)
     assert after and min(after) - jumps[0]["to_t_lsl"] >= 10 - 1 / 256 - 1e-3
+
+
+def test_mne_lsl_player_streams_a_real_seizure_into_the_monitor_and_the_alert_arrives(tmp_path):
+    """Interoperability: mne-lsl's PlayerLSL (volts, units as MNE's power-of-ten codes, its
+    own liblsl) replays the bundled real CHB-MIT seizure clip in real time."""
+    player_lsl = pytest.importorskip("mne_lsl.player")
+    from ictal.runtime.shipped import DEMO_CLIP, SHIPPED_MODEL
+
+    name = unique_stream_name("mne-lsl")
+    player = player_lsl.PlayerLSL(DEMO_CLIP, chunk_size=16, n_repeat=1, name=name, source_id=name).start()
+    mon = Monitor(SHIPPED_MODEL, stream_name=name, log_path=tmp_path / "log.jsonl", console=False,
+                  name=unique_stream_name("ictal-out"))
+    try:
+        mon.connect()
+        assert mon.source.channel_units[0] == "0"  # MNE's unit_mul: volts x 10^0
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and not any(e["event"] == "alert_onset" for e in mon.events):
+            mon.step()
+            time.sleep(0.01)
+    finally:
+        player.stop()
+        mon.disconnect()
+    onsets = [e for e in mon.events if e["event"] == "alert_onset"]
+    assert onsets, "no alert from the mne-lsl stream"
+    # the clip's seizure starts at 10 s; the shipped model alerts 9 s later over our own replay
+    assert 10 < onsets[0]["t_stream_s"] < 30
+    assert mon.n_scored >= 5 and mon.n_rejected == 0  # volts read as µV would be rejected as flat
