@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ictal.runtime.errors import DataError
 from ictal.runtime.features import CHBMIT_CHANNELS, DOUBLE_BANANA, FeatureSpec
 
 from .data import WindowSet, build_windows
@@ -22,7 +23,7 @@ def load_training_windows(data: list[str], negatives: list[str], spec: FeatureSp
     for neg in negatives:
         ws = build_windows(neg, spec, hop_s=negative_hop_s, allow_missing=allow_missing_negatives)
         if (ws.label > 0).any():
-            raise ValueError(f"{neg}: --negatives must be seizure-free, but it has seizure annotations")
+            raise DataError(f"{neg}: --negatives must be seizure-free, but it has seizure annotations")
         sets.append(ws)
     return WindowSet.concat(sets)
 
@@ -56,6 +57,12 @@ def train_main(args) -> int:
     ws = load_training_windows(args.data, args.negatives or [], spec,
                                allow_missing_negatives=args.allow_missing_negatives,
                                seizure_hop_s=args.seizure_hop, negative_hop_s=args.hop)
+    n_seizure = int((ws.label >= 0.5).sum())
+    if n_seizure == 0 or n_seizure == len(ws.windows):
+        what = "no seizure windows" if n_seizure == 0 else "only seizure windows"
+        raise DataError(f"{', '.join(args.data)}: {what} in {len(ws.windows)} windows of {len(ws.recordings)} "
+                        "recordings; training needs labelled seizures and seizure-free EEG (check the seizure "
+                        "labels: chbNN-summary.txt, csv_bi or EDF+ annotations; add --negatives DIR)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     cv = {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ictal.runtime.errors import ChannelMismatch
+from ictal.runtime.errors import ChannelMismatch, DataError
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
 
 from .data import WindowSet, binary_target, iter_recordings, unambiguous
@@ -440,7 +440,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
             # the features are dropped: only windows' labels and scores stay in memory
             kept.append(WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings))
     if not kept:
-        raise ValueError(f"{data}: no recording is long enough for one {spec.window_s:g}-s window")
+        raise DataError(f"{data}: no recording is long enough for one {spec.window_s:g}-s window")
     ws = WindowSet.concat(kept)
     thresholds = {"model": threshold, **(peers.thresholds() if peers else {})}
     results = {m: summarise(ws, np.concatenate(ps), thresholds[m]) for m, ps in methods_p.items()}

@@ -23,6 +23,7 @@ import torch
 from ictal.runtime.annotations import Seizure, seizures_for_file
 from ictal.runtime.channels import REGIONS
 from ictal.runtime.edf import read_edf
+from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
 from ictal.runtime.occlusion import Occlusion, band_region_matrix, occlude
 from ictal.runtime.windows import condition_recording
@@ -156,7 +157,7 @@ class Interpreter:
         dur = data.shape[1] / self.spec.sfreq_hz
         end_s = min(end_s, dur)
         if end_s - start_s < self.spec.window_s:
-            raise ValueError(f"{edf}: --start {start_s:g} --end {end_s:g} is shorter than one "
+            raise DataError(f"{edf}: --start {start_s:g} --end {end_s:g} is shorter than one "
                              f"{self.spec.window_s:g}-s segment (recording is {dur:g} s)")
         starts = np.arange(start_s, end_s - self.spec.window_s + 1e-9, self.spec.window_s)
         return rec, data, seizures, self.explain_segments(data, starts, seizures)
@@ -221,7 +222,7 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
                          "dominant_band": max(BANDS_HZ, key=lambda b: np.mean([s.fi_rel[b] for s in segs]))})
             log(f"{sz.seizure_id}: {len(segs)} segment(s), mean p {rows[-1]['mean_p']:.2f}")
     if not rows:
-        raise ValueError(f"{data_dir}: no seizures to interpret")
+        raise DataError(f"{data_dir}: no seizures to interpret")
 
     def stats(pairs):
         j, f = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])

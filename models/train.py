@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ictal.runtime.errors import DataError, ModelError
 from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specificity
 
@@ -81,7 +82,12 @@ def choose_threshold_by(rule: str):
     if rule == "youden":
         return choose_threshold
     if rule.startswith("specificity:"):
-        target = float(rule.split(":", 1)[1])
+        try:
+            target = float(rule.split(":", 1)[1])
+        except ValueError:
+            target = float("nan")
+        if not 0 < target < 1:
+            raise ValueError(f"threshold rule {rule!r}: the specificity must be a number between 0 and 1")
         return lambda y, p: threshold_for_specificity(y, p, target)
     raise ValueError(f"threshold rule {rule!r}: expected 'youden' or 'specificity:S' (e.g. specificity:0.99)")
 
@@ -171,7 +177,7 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     vkeep = unambiguous(val.label)
     xva, yva = val.x[vkeep], binary_target(val.label[vkeep])
     if ytr.sum() == 0 or ytr.sum() == len(ytr):
-        raise ValueError("training split needs both seizure and non-seizure windows")
+        raise DataError(f"training split ({len(ytr)} windows) needs both seizure and non-seizure windows")
     mean, std = fit_normalisation(xtr, spec)
     spec = FeatureSpec(**{**spec.to_dict(), "norm_mean": mean, "norm_std": std})
     norm = _normaliser(spec)
@@ -254,8 +260,6 @@ def sidecar(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path):
     """Returns (model in eval mode, spec, threshold, meta). Never unpickles code."""
     path = Path(path)
-    from ictal.runtime.errors import ModelError
-
     if path.suffix.lower() == ".onnx":
         raise ModelError(f"{path}: this is an exported ONNX model; this needs the .pt checkpoint it was exported "
                          f"from (Grad-CAM and training run on the torch model), e.g. --model {path.with_suffix('.pt')}")

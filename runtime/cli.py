@@ -62,6 +62,16 @@ COUNT = _number(int, 0)
 PROBABILITY = _number(float, 0, strict=True, maximum=1.0)
 
 
+def _threshold_rule(text: str) -> str:
+    from ictal.models.train import choose_threshold_by  # torch: only `train` parses this
+
+    try:
+        choose_threshold_by(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def _add_train(sub):
     p = sub.add_parser("train", help="train the CWT ResNet on CHB-MIT-like directories ([train] extra)")
     p.add_argument("data", nargs="+", help="directories of EDF files with chbNN-summary.txt, *.csv_bi or EDF+ "
@@ -78,7 +88,7 @@ def _add_train(sub):
                    help="channels when no --spec: the 18-channel double banana (default) or CHB-MIT's 23")
     p.add_argument("--relative", choices=["none", "channel-window"], default=None,
                    help="features relative to each channel's own window power (default: channel-window)")
-    p.add_argument("--threshold-rule", default="youden",
+    p.add_argument("--threshold-rule", default="youden", type=_threshold_rule,
                    help="threshold on validation windows: youden, or specificity:S (e.g. specificity:0.99)")
     p.add_argument("--width", type=POSITIVE, default=0.125)
     p.add_argument("--epochs", type=POSITIVE_INT, default=25)

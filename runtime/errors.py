@@ -32,3 +32,7 @@ class ModelError(IctalError):
 
 class SinkError(IctalError):
     """A log or output file cannot be opened, or is in use by another monitor."""
+
+
+class DataError(IctalError):
+    """Labelled data cannot serve what was asked: no seizures to train on, no window to score."""

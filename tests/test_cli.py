@@ -64,6 +64,7 @@ def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     (["train", "d", "-o", "m.pt", "--epochs", "0"], "--epochs: expected a value ≥ 1"),
     (["train", "d", "-o", "m.pt", "--batch-size", "0"], "--batch-size: expected a value ≥ 1"),
     (["replay", "x.edf", "--dropout", "5"], "expected START:SECONDS"),
+    (["train", "d", "-o", "m.pt", "--threshold-rule", "specificity:abc"], "the specificity must be a number between"),
     (["evaluate", "d", "-o", "out"], "-o names an output file (train, export); this command writes a folder: "
                                      "use --out-dir DIR"),
     (["report", "d", "--output", "out"], "use --out-dir DIR"),
@@ -83,3 +84,14 @@ def test_unwritable_log_and_unknown_flat_channel_are_one_line_errors(tiny_model,
     assert r.returncode == 2 and "file/log.jsonl" in r.stderr and "Traceback" not in r.stderr
     r = _ictal("replay", chbmit_dir / "chb01" / "chb01_18_ictal.edf", "--flat", "NOPE", timeout=60)
     assert r.returncode == 2 and "--flat NOPE: not a channel of chb01_18_ictal.edf" in r.stderr
+
+
+def test_training_data_without_seizures_is_a_one_line_error(tmp_path):
+    pytest.importorskip("torch")
+    from ictal.stream_sim.synthetic import write_synthetic_edf
+
+    for i in range(2):
+        write_synthetic_edf(tmp_path / f"calm{i}.edf", 40, [], seed=40 + i)
+    r = _ictal("train", tmp_path, "-o", tmp_path / "m.pt", "--epochs", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "no seizure windows in" in r.stderr and "training needs labelled seizures" in r.stderr
