@@ -175,20 +175,24 @@ def seed_grid_benchmarks(repeats: int) -> dict:
     """Cost of the seed method's grid (391 freqs at 128 Hz, no decimation) vs ours."""
     rng = np.random.default_rng(0)
     ours = FeatureSpec()
-    seed = FeatureSpec.seed_method_grid()
+    seed = FeatureSpec.seed_method_grid(channels=ours.channels)  # the same montage, only the grid differs
     rows = {}
-    x256 = rng.normal(0, 20, (23, ours.n_samples))
-    x128 = rng.normal(0, 20, (23, seed.n_samples))
+    c = len(ours.channels)  # the default montage's channels, for both grids
+    x256 = rng.normal(0, 20, (c, ours.n_samples))
+    x128 = rng.normal(0, 20, (c, seed.n_samples))
     t_ours, t_seed = CWTransform(ours), CWTransform(seed)
-    rows["CWT default grid (23 x 40 x 320)"] = _time(lambda: t_ours(x256), repeats)
-    rows["CWT seed grid, our FFT method (23 x 391 x 1280)"] = _time(lambda: t_seed(x128), max(3, repeats // 10))
-    rows["CWT seed grid, MNE-style Morlet (23 x 391 x 1280)"] = _time(
-        lambda: mne_style_morlet_power(x128, 128.0, seed.freqs_hz), 3, warmup=1)
+    names = {"default": f"CWT default grid ({c} x {len(ours.freqs_hz)} x {ours.n_samples // ours.time_decimation})",
+             "seed": f"CWT seed grid, our FFT method ({c} x {len(seed.freqs_hz)} x {seed.n_samples})",
+             "mne": f"CWT seed grid, MNE-style Morlet ({c} x {len(seed.freqs_hz)} x {seed.n_samples})",
+             "pywt": f"CWT seed grid, pywt.cwt fft per call ({c} x {len(seed.freqs_hz)} x {seed.n_samples})"}
+    rows[names["default"]] = _time(lambda: t_ours(x256), repeats)
+    rows[names["seed"]] = _time(lambda: t_seed(x128), max(3, repeats // 10))
+    rows[names["mne"]] = _time(lambda: mne_style_morlet_power(x128, 128.0, seed.freqs_hz), 3, warmup=1)
     import pywt
-    rows["CWT seed grid, pywt.cwt fft per call (23 x 391 x 1280)"] = _time(
-        lambda: pywt.cwt(x128, t_seed.scales, seed.wavelet, method="fft", axis=-1), 3, warmup=1)
+    rows[names["pywt"]] = _time(lambda: pywt.cwt(x128, t_seed.scales, seed.wavelet, method="fft", axis=-1), 3,
+                                warmup=1)
     import onnxruntime as ort  # noqa: F401
-    return {"rows": rows, "input_bytes": {"default": int(np.prod(ours.input_shape) * 4),
+    return {"rows": rows, "names": names, "input_bytes": {"default": int(np.prod(ours.input_shape) * 4),
                                           "seed": int(np.prod(seed.input_shape) * 4)}}
 
 
@@ -224,10 +228,9 @@ def offline_throughput(model: Path, minutes: float = 30.0) -> dict:
 
 def end_to_end(model: Path, checkpoint: Path | None, out_dir: Path) -> dict:
     """The bundled real clip replayed in real time into `ictal monitor` in its own process, over LSL."""
-    from ictal.stream_sim.replay import Replay
+    from ictal.stream_sim.replay import Replay, recording_with_seizures
 
     from .shipped import DEMO_CLIP
-    from ictal.stream_sim.replay import recording_with_seizures
 
     results = {}
     rec = recording_with_seizures(DEMO_CLIP)  # real EEG, a real seizure, real time
@@ -238,14 +241,14 @@ def end_to_end(model: Path, checkpoint: Path | None, out_dir: Path) -> dict:
         name = f"ictal-bench-{os.getpid()}-{len(results)}"
         log = out_dir / f"e2e_{len(results)}.jsonl"
         log.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "ictal.runtime.cli", "monitor", "--model", str(model), "--stream", name,
+        cmd = [sys.executable, "-m", "ictal", "monitor", "--model", str(model), "--stream", name,
                "--log", str(log), "--idle-exit", "3", "--explain-dir", str(out_dir / f"e2e_expl_{len(results)}"),
                "--no-lsl-out"]
         if gradcam:
             cmd += ["--gradcam", str(gradcam)]
         start = time.time()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                cwd=Path(__file__).resolve().parents[1])
+        # the monitor runs in this directory, so relative --out-dir paths mean the same to it
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         time.sleep(0.5)
         replay = Replay(rec, speed=1.0, name=name).start()
         replay.wait()
@@ -295,13 +298,11 @@ def write_outputs(result: dict, out_dir: Path) -> None:
         ratios["torch eager / ONNX fp32"] = rows["torch eager score, batch 1"]["median_ms"] / onnx_ms
     if "ONNX int8 score, batch 1" in rows:
         ratios["ONNX int8 / ONNX fp32"] = rows["ONNX int8 score, batch 1"]["median_ms"] / onnx_ms
-    seed = result["seed_grid"]["rows"]
+    seed, names = result["seed_grid"]["rows"], result["seed_grid"]["names"]
     ratios["seed grid CWT / default grid CWT (our method)"] = (
-        seed["CWT seed grid, our FFT method (23 x 391 x 1280)"]["median_ms"]
-        / seed["CWT default grid (23 x 40 x 320)"]["median_ms"])
+        seed[names["seed"]]["median_ms"] / seed[names["default"]]["median_ms"])
     ratios["seed grid MNE-style Morlet / default grid CWT"] = (
-        seed["CWT seed grid, MNE-style Morlet (23 x 391 x 1280)"]["median_ms"]
-        / seed["CWT default grid (23 x 40 x 320)"]["median_ms"])
+        seed[names["mne"]]["median_ms"] / seed[names["default"]]["median_ms"])
     result["ratios"] = ratios
     lines += ["", "| ratio (same run) | value |", "| --- | ---: |"] + [f"| {k} | {v:.2f} |" for k, v in ratios.items()]
     ex = result["stages"]["extra"]

@@ -196,6 +196,7 @@ class Monitor:
         self.since_score = 0
         self.n_rejected_run = 0  # consecutive rejected windows
         self._rate_t0, self._rate_n = None, 0
+        self._timestamp_jitter_s, self._suspect_jump = 0.0, None  # see _follow_clock
         if self.gradcam_checkpoint and self._gradcam is None:
             from ictal.models.explain import GradCAMExplainer  # imports torch: only when Grad-CAM is asked for
 
@@ -319,16 +320,15 @@ class Monitor:
         elif lag < self.behind_s / 2:
             self._technical("falling_behind", False, lag_s=round(lag, 2))
         self._ingest(data, ts)
-        self._check_rate(ts)
         return len(ts)
 
-    def _check_rate(self, ts: np.ndarray) -> None:
+    def _check_rate(self, first: float, last: float, n: int) -> None:
         """Compare the rate the timestamps show over `rate_span_s` with the declared one: a
         source that declares 256 Hz and sends 250 would shift every frequency by 2 %."""
         if self._rate_t0 is None:
-            self._rate_t0, self._rate_n = float(ts[0]), 0
-        self._rate_n += len(ts)
-        span = float(ts[-1]) - self._rate_t0
+            self._rate_t0, self._rate_n = first, 0
+        self._rate_n += n
+        span = last - self._rate_t0
         if span < self.rate_span_s:
             return
         effective = (self._rate_n - 1) / span
@@ -337,22 +337,49 @@ class Monitor:
         self._technical("rate_mismatch", off, declared_hz=declared, effective_hz=round(effective, 2))
         self._rate_t0, self._rate_n = None, 0
 
-    def _ingest(self, data: np.ndarray, ts: np.ndarray) -> None:
+    def _follow_clock(self, ts: np.ndarray) -> tuple[float, float] | None:
+        """Place a chunk on the stream's timeline: (first, last) sample time, or None after a gap
+        or clock jump (logged; the buffers restart).
+
+        The chunk's start is the median of its stamps minus their sample offsets, and the
+        timeline follows it slowly (drift, not jitter), so timestamp jitter neither looks like
+        a gap nor reaches the window times. A jump beyond `gap_tolerance_s` counts at once on a
+        clean stream; where the stamps jitter, only when the next chunk confirms it."""
         period = 1.0 / self.source.sfreq_hz
-        if self.last_ts is not None:
-            jump = ts[0] - self.last_ts
-            if jump > period + self.gap_tolerance_s or jump < -self.gap_tolerance_s:
-                # samples lost while the monitor was behind are an overrun, not the source's gap
-                kind = ("overrun" if "falling_behind" in self.technical else "gap") if jump > 0 else "clock_jump"
-                self.n_gaps += 1
-                self._record({"event": kind, "from_t_lsl": self.last_ts, "to_t_lsl": float(ts[0]),
-                              "seconds": round(float(jump), 4)})
-                if self.console:
-                    self.console.line(f"{kind}: {jump:+.2f} s at LSL t={self.last_ts:.2f}; restarting the buffer")
-                self._reset_conditioning()
+        n = len(ts)
+        offsets = ts - np.arange(n) * period
+        start = float(np.median(offsets))
+        if self.last_ts is None:
+            return start, start + (n - 1) * period
+        expected = self.last_ts + period
+        jump = start - expected
+        if abs(jump) > self.gap_tolerance_s:
+            confirmed = (self._timestamp_jitter_s < self.gap_tolerance_s / 4
+                         or (self._suspect_jump is not None and self._suspect_jump * jump > 0))
+            if not confirmed:  # one chunk off the line: jitter, until the next chunk says otherwise
+                self._suspect_jump = jump
+                return expected, expected + (n - 1) * period
+            self._suspect_jump = None
+            # samples lost while the monitor was behind are an overrun, not the source's gap
+            kind = ("overrun" if "falling_behind" in self.technical else "gap") if jump > 0 else "clock_jump"
+            self.n_gaps += 1
+            self._record({"event": kind, "from_t_lsl": self.last_ts, "to_t_lsl": float(ts[0]),
+                          "seconds": round(float(jump + period), 4)})
+            if self.console:
+                self.console.line(f"{kind}: {jump + period:+.2f} s at LSL t={self.last_ts:.2f}; restarting the buffer")
+            self._reset_conditioning()
+            return start, start + (n - 1) * period
+        self._suspect_jump = None
+        self._timestamp_jitter_s += 0.1 * (float(np.median(np.abs(offsets - expected))) - self._timestamp_jitter_s)
+        start = expected + 0.05 * jump  # follow a drifting clock, average the jitter out
+        return start, start + (n - 1) * period
+
+    def _ingest(self, data: np.ndarray, ts: np.ndarray) -> None:
+        first, last = self._follow_clock(ts)
         if self.first_t_lsl is None:
             self.first_t_lsl = float(ts[0])
-        self.last_ts = float(ts[-1])
+        self.last_ts = last
+        self._check_rate(first, last, len(ts))
         bad = ~np.isfinite(data).all(axis=1)
         if bad.any():  # hold the last good value so NaN never enters the filter state
             data = data.copy()
@@ -371,7 +398,8 @@ class Monitor:
         t_out = self.last_ts - (np.arange(m)[::-1]) / self.spec.sfreq_hz
         bad_out = np.zeros(m, dtype=bool)
         if bad.any():
-            bad_out[:] = np.interp(t_out, ts, bad.astype(float), left=0, right=0) > 0
+            t_in = first + np.arange(len(ts)) / self.source.sfreq_hz  # on the timeline, not the raw stamps
+            bad_out[:] = np.interp(t_out, t_in, bad.astype(float), left=0, right=0) > 0
         self.ring.append(out, raw, t_out, bad_out)
         self.since_score += m
         while self.since_score >= self.hop:

@@ -38,7 +38,7 @@ class Faults:
     dropouts: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (start, seconds) not sent
     nan_bursts: list[tuple[float, float]] = dataclasses.field(default_factory=list)  # (start, seconds) of NaN
     flat_channels: list[str] = dataclasses.field(default_factory=list)  # held at a constant value
-    jitter_s: float = 0.0  # std of Gaussian timestamp jitter
+    jitter_s: float = 0.0  # std of Gaussian timestamp jitter, recording seconds
     declared_rate_hz: float | None = None  # declare this rate instead of the recording's (a lying amplifier)
     seed: int = 0
 
@@ -153,7 +153,7 @@ class Replay:
             keep = np.array([not self._skipped(k) for k in idx]) if self.faults.dropouts else np.ones(len(idx), bool)
             stamps = t0 + (offset_s + idx / sf) / self.speed
             if self.faults.jitter_s:
-                stamps = stamps + rng.normal(0, self.faults.jitter_s, len(idx))
+                stamps = stamps + rng.normal(0, self.faults.jitter_s, len(idx)) / self.speed  # recording s
             if keep.any():
                 chunk = data[idx[keep]]
                 if self.channel_format.startswith("int"):

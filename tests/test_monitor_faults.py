@@ -122,6 +122,20 @@ def test_a_stream_that_lies_about_its_rate_raises_a_rate_alarm(tiny_model, tmp_p
     assert alarm and alarm[0]["declared_hz"] == 250.0 and alarm[0]["effective_hz"] == pytest.approx(256, abs=1)
 
 
+def test_timestamp_jitter_is_not_a_gap_but_a_real_drop_out_still_is(tiny_model, tmp_path):
+    # `replay --jitter 0.2` made every chunk look like a gap, so no window ever filled
+    rec = synthetic_recording(150, [(50.0, 90.0)], seed=937, name="jitter")
+    mon, log = _replay_into(tiny_model["onnx"], rec, tmp_path,
+                            replay_kw={"faults": Faults(jitter_s=0.2, dropouts=[(115.0, 5.0)])})
+    gaps = _events(log, "gap") + _events(log, "clock_jump")
+    assert len(gaps) == 1 and gaps[0]["event"] == "gap" and gaps[0]["seconds"] == pytest.approx(5.0, abs=0.5)
+    assert mon.n_scored >= 150 - 10 - 5 - 10 - 2  # all but the drop-out and the refill after it
+    onsets = _events(log, "alert_onset")
+    assert len(onsets) == 1 and 50.0 <= onsets[0]["t_stream_s"] <= 65.0
+    scores = [e["t_lsl"] for e in _events(log, "score")]
+    assert np.all(np.diff(scores) > 0.9)  # window times on the dejittered timeline, one per hop
+
+
 def test_a_stream_restarted_with_other_channels_is_followed_or_refused(tiny_model, eegmmidb_dir, tmp_path):
     from ictal.runtime.edf import read_edf
 
