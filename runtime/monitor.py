@@ -337,9 +337,9 @@ class Monitor:
         self._technical("rate_mismatch", off, declared_hz=declared, effective_hz=round(effective, 2))
         self._rate_t0, self._rate_n = None, 0
 
-    def _follow_clock(self, ts: np.ndarray) -> tuple[float, float] | None:
-        """Place a chunk on the stream's timeline: (first, last) sample time, or None after a gap
-        or clock jump (logged; the buffers restart).
+    def _follow_clock(self, ts: np.ndarray) -> tuple[float, float]:
+        """Place a chunk on the stream's timeline: its (first, last) sample time. After a gap or
+        clock jump (logged; the buffers restart) the timeline starts again at this chunk.
 
         The chunk's start is the median of its stamps minus their sample offsets, and the
         timeline follows it slowly (drift, not jitter), so timestamp jitter neither looks like
