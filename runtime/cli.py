@@ -171,21 +171,74 @@ def _add_monitor(sub):
     p.add_argument("--duration", type=POSITIVE, help="stop after this many seconds")
     p.add_argument("--idle-exit", type=POSITIVE, help="stop when no data arrived for this many seconds")
     p.add_argument("--no-lsl-out", action="store_true", help="do not publish alert/score LSL streams")
+    p.add_argument("--view", type=_listen, metavar="[HOST:]PORT",
+                   help="also serve the bedside web page (`ictal view` as a child process; [view] extra); "
+                        "127.0.0.1 unless a host is given, and then a token is required")
 
     def run(a):
         from .monitor import Monitor
         if a.k > a.n:
             p.error(f"--k {a.k} windows above threshold cannot be more than the --n {a.n} windows looked at")
+        if a.view and a.no_lsl_out:
+            p.error("--view reads the monitor's LSL outputs; it cannot be used with --no-lsl-out")
         mon = Monitor(a.model, stream_name=a.stream, stream_type=a.type, hop_s=a.hop, allow_missing=a.allow_missing,
                       k=a.k, n=a.n, quiet_s=a.quiet, refractory_s=a.refractory, log_path=a.log,
                       explain_dir=a.explain_dir or f"{a.name}-explanations", gradcam_checkpoint=a.gradcam,
                       lsl_outputs=not a.no_lsl_out, resolve_timeout_s=a.timeout, cam_layer=a.cam_layer,
                       name=a.name, units=a.units)
         mon.connect()
+        view = None
+        if a.view:  # its own process: the monitor's footprint and timing stay as they are
+            import subprocess
+            host, port = a.view
+            view = subprocess.Popen([sys.executable, "-m", "ictal", "view", "--name", a.name,
+                                     "--listen", f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+                                     "--log", str(mon.log.path), "--timeout", str(a.timeout)]
+                                    + (["--units", a.units] if a.units else []))
         try:
             mon.run(duration_s=a.duration, idle_exit_s=a.idle_exit)
         finally:
+            if view is not None:
+                view.terminate()
             mon.disconnect()
+            if view is not None:
+                view.wait(timeout=10)
+        return 0
+    p.set_defaults(func=run)
+
+
+def _listen(text: str) -> tuple[str, int]:
+    from .view import parse_listen
+    try:
+        return parse_listen(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_view(sub):
+    p = sub.add_parser("view", help="the bedside web page of a running monitor: EEG, p trend, alerts and why "
+                       "([view] extra)")
+    p.add_argument("--name", default="ictal", help="the monitor's name (its NAME-scores / NAME-alerts streams)")
+    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 8765), metavar="[HOST:]PORT",
+                   help="where to serve the page (default 127.0.0.1:8765; port 0 picks a free one). Any host "
+                        "but the loopback requires a token")
+    p.add_argument("--token", help="the token for a non-loopback address (default: $ICTAL_VIEW_TOKEN, "
+                   "else a random one, printed in the URL)")
+    p.add_argument("--log", help="JSONL log that acknowledgements go to (default: the log the monitor publishes)")
+    p.add_argument("--units", help="units of an EEG stream that declares none (V, mV, uV, nV)")
+    p.add_argument("--timeout", type=POSITIVE, default=10.0, help="seconds to wait for the monitor's streams")
+
+    def run(a):
+        import importlib.util
+        if not all(importlib.util.find_spec(m) for m in ("starlette", "uvicorn")):
+            print("ictal view: needs the [view] extra: pip install 'ictal[view]'", file=sys.stderr)
+            return 2
+        from .view import MonitorFeed, serve
+        feed = MonitorFeed(a.name, timeout_s=a.timeout, log_path=a.log, units=a.units).connect()
+        try:
+            serve(feed, *a.listen, token=a.token)
+        finally:
+            feed.disconnect()
         return 0
     p.set_defaults(func=run)
 
@@ -333,7 +386,7 @@ def _add_report(sub):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictal", description="Interpretable seizure detection for scalp EEG")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_demo, _add_monitor, _add_replay, _add_simulate, _add_train, _add_evaluate, _add_export, _add_bench, _add_explain, _add_report):
+    for add in (_add_demo, _add_monitor, _add_view, _add_replay, _add_simulate, _add_train, _add_evaluate, _add_export, _add_bench, _add_explain, _add_report):
         add(sub)
     return parser
 

@@ -34,6 +34,18 @@ TECHNICAL_ALARMS = {
 }
 
 
+# A channel is flat below this peak-to-peak, saturated when over 1 % of its samples reach this
+FLAT_UV, SATURATION_UV = 0.5, 3000.0
+
+
+def channel_quality(raw_uv: np.ndarray, channels: list[str], flat_uv: float = FLAT_UV,
+                    saturation_uv: float = SATURATION_UV) -> tuple[list[str], list[str]]:
+    """(flat, saturated) channel names of montaged, unfiltered µV, shape (n_channels, n_times)."""
+    ptp = np.ptp(raw_uv, axis=1)
+    sat = np.mean(np.abs(raw_uv) >= saturation_uv, axis=1) > 0.01
+    return ([c for c, v in zip(channels, ptp) if v < flat_uv], [c for c, s in zip(channels, sat) if s])
+
+
 class RingBuffer:
     """Fixed-capacity buffer of (n_channels, n_times) samples with per-sample time and flags."""
 
@@ -118,7 +130,7 @@ class Monitor:
                  explain_dir: str | Path | None = None, gradcam_checkpoint: str | Path | None = None,
                  lsl_outputs: bool = True, console: bool = True, resolve_timeout_s: float = 10.0,
                  baseline_lookback_s: float = 60.0, gap_tolerance_s: float = 0.25, stale_s: float = 2.0,
-                 max_bad_channels: int = 2, saturation_uv: float = 3000.0, flat_uv: float = 0.5,
+                 max_bad_channels: int = 2, saturation_uv: float = SATURATION_UV, flat_uv: float = FLAT_UV,
                  threads: int | None = None, name: str = "ictal", cam_layer: str = "layer4",
                  units: str | None = None, rejected_alarm_windows: int = 3, behind_s: float = 5.0,
                  rate_tolerance: float = 0.02, rate_span_s: float = 30.0):
@@ -141,7 +153,9 @@ class Monitor:
         self.cam_layer = cam_layer
         self._gradcam = None
         self.outputs = (LslOutputs(name, self.monitor_id, hop_s=hop_s, model=self.scorer.name,
-                                   threshold=self.scorer.threshold) if lsl_outputs else None)
+                                   threshold=self.scorer.threshold, channels=self.spec.channels,
+                                   eeg_stream=stream_name or "", eeg_type=stream_type,
+                                   log=str(self.log.path.resolve())) if lsl_outputs else None)
         self.console = ConsoleStatus() if console else None
         self.source = LslSource(stream_name, stream_type, resolve_timeout_s, units=units)
         self.technical: dict[str, dict] = {}  # active technical alarms: reason → details
@@ -407,13 +421,6 @@ class Monitor:
             if self.ring.size - self.since_score >= self.win:  # only windows fully inside the buffer
                 self._score(skip=self.since_score)
 
-    def _quality(self, raw: np.ndarray) -> tuple[list[str], list[str]]:
-        ptp = np.ptp(raw, axis=1)
-        sat = np.mean(np.abs(raw) >= self.saturation_uv, axis=1) > 0.01
-        flat = [c for c, v in zip(self.spec.channels, ptp) if v < self.flat_uv]
-        saturated = [c for c, s in zip(self.spec.channels, sat) if s]
-        return flat, saturated
-
     def _reject(self, t_end: float, reason: str, **detail) -> None:
         """A window that cannot be scored: logged, a NaN on the scores stream, and after
         `rejected_alarm_windows` in a row a technical alarm (the monitor is blind)."""
@@ -431,7 +438,7 @@ class Monitor:
         t_end = float(t[-1])
         if bad.any():
             return self._reject(t_end, "non-finite samples", bad_samples=int(bad.sum()))
-        flat, saturated = self._quality(raw)
+        flat, saturated = channel_quality(raw, self.spec.channels, self.flat_uv, self.saturation_uv)
         missing = [c for c, how in zip(self.spec.channels, self.montage.how) if how.startswith("missing")]
         bad_channels = sorted(set(flat + saturated) - set(missing))
         if len(bad_channels) > self.max_bad_channels:

@@ -85,10 +85,12 @@ class LslOutputs:
     """Two LSL outlets: '<name>-alerts' (string markers, JSON: alerts, explanations and
     technical alarms) and '<name>-scores' (float32 at 1/hop: p_seizure, alert_active,
     technical_alarm; p is NaN for a window that could not be scored), stamped with the
-    window's LSL time. Both carry the model, threshold and monitor id in their metadata."""
+    window's LSL time. Both carry the model, threshold, monitor id, the model's channels and
+    the EEG stream read and the JSONL log in their metadata."""
 
     def __init__(self, name: str = "ictal", source_id: str | None = None, *, hop_s: float = 0.0,
-                 model: str = "", threshold: float | None = None):
+                 model: str = "", threshold: float | None = None, channels: list[str] | None = None,
+                 eeg_stream: str = "", eeg_type: str = "EEG", log: str = ""):
         import pylsl
 
         source_id = source_id or unique_source_id(name)
@@ -102,9 +104,11 @@ class LslOutputs:
             ch.append_child_value("unit", unit)
         for info in (ai, si):
             meta = info.desc().append_child("ictal")
+            # what a viewer needs to show the monitor's EEG and scores: `ictal view` reads these
             for key, value in (("monitor", source_id), ("model", model),
                                ("threshold", "" if threshold is None else repr(float(threshold))),
-                               ("hop_s", repr(float(hop_s)))):
+                               ("hop_s", repr(float(hop_s))), ("channels", ",".join(channels or [])),
+                               ("eeg_stream", eeg_stream or ""), ("eeg_type", eeg_type), ("log", log)):
                 meta.append_child_value(key, value)
         self.source_id = source_id
         self.alerts = pylsl.StreamOutlet(ai)

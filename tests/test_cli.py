@@ -15,7 +15,7 @@ def _ictal(*args, timeout=300):
 
 def test_help_lists_only_working_subcommands():
     out = _ictal("--help").stdout
-    for cmd in ("demo", "monitor", "replay", "simulate", "train", "evaluate", "export", "bench", "explain", "report"):
+    for cmd in ("demo", "monitor", "view", "replay", "simulate", "train", "evaluate", "export", "bench", "explain", "report"):
         assert cmd in out
 
 
@@ -68,6 +68,9 @@ def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     (["evaluate", "d", "-o", "out"], "-o names an output file (train, export); this command writes a folder: "
                                      "use --out-dir DIR"),
     (["report", "d", "--output", "out"], "use --out-dir DIR"),
+    (["monitor", "--view", "8765", "--no-lsl-out"], "--view reads the monitor's LSL outputs"),
+    (["monitor", "--view", "host:port"], "expected [HOST:]PORT"),
+    (["view", "--listen", "99999"], "the port must be 0–65535"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(argv, expected, capsys):
     from ictal.runtime.cli import main

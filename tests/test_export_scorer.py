@@ -12,7 +12,7 @@ from conftest import REPO
 
 
 def test_importing_runtime_and_stream_sim_does_not_import_torch():
-    code = ("import sys, ictal, ictal.runtime.monitor, ictal.runtime.scorer, ictal.runtime.cli, ictal.runtime.demo, ictal.stream_sim, "
+    code = ("import sys, ictal, ictal.runtime.monitor, ictal.runtime.scorer, ictal.runtime.cli, ictal.runtime.demo, ictal.runtime.view, ictal.stream_sim, "
             "ictal.stream_sim.replay, ictal.stream_sim.synthetic; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
