@@ -63,8 +63,13 @@ class MonitorFeed:
     def connect(self) -> "MonitorFeed":
         import pylsl
 
-        scores_info = resolve_stream(f"{self.name}-scores", timeout_s=self.timeout_s)
-        alerts_info = resolve_stream(f"{self.name}-alerts", timeout_s=self.timeout_s)
+        try:
+            scores_info = resolve_stream(f"{self.name}-scores", timeout_s=self.timeout_s)
+            alerts_info = resolve_stream(f"{self.name}-alerts", timeout_s=self.timeout_s)
+        except StreamError:
+            raise StreamError(f"no monitor named '{self.name}' on the LSL network (no '{self.name}-scores' and "
+                              f"'{self.name}-alerts' streams within {self.timeout_s:g} s); start one with "
+                              f"`ictal monitor --name {self.name}`, or give the view its --name") from None
         self.scores = pylsl.StreamInlet(scores_info, max_buflen=60, recover=True,
                                         processing_flags=pylsl.proc_clocksync)
         self.alerts = pylsl.StreamInlet(alerts_info, max_buflen=60, recover=True,

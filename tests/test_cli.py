@@ -89,6 +89,12 @@ def test_unwritable_log_and_unknown_flat_channel_are_one_line_errors(tiny_model,
     assert r.returncode == 2 and "--flat NOPE: not a channel of chb01_18_ictal.edf" in r.stderr
 
 
+def test_a_view_without_a_monitor_says_which_monitor_it_looked_for():
+    pytest.importorskip("starlette", reason="the view needs the [view] extra")
+    r = _ictal("view", "--name", "no-such-monitor", "--timeout", "0.5")
+    assert r.returncode == 2 and "no monitor named 'no-such-monitor'" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_training_data_without_seizures_is_a_one_line_error(tmp_path):
     pytest.importorskip("torch")
     from ictal.stream_sim.synthetic import write_synthetic_edf
