@@ -243,8 +243,8 @@ def score_edf(model: str | Path | Scorer, edf: str | os.PathLike | Recording, *,
     starts = np.arange(0.0, duration_s - spec.window_s + 1e-9, hop_s)
     p = np.empty(len(starts))
     for i in range(0, len(starts), batch):
-        x = np.stack([scorer.transform(window_samples(data, spec, s)) for s in starts[i:i + batch]])
-        p[i:i + len(x)] = scorer.predict_proba(x)
+        segs = np.stack([window_samples(data, spec, s) for s in starts[i:i + batch]])
+        p[i:i + len(segs)] = scorer.predict_log_power(scorer.transform.log_power_batch(segs))
     return RecordingScores(starts, starts + spec.window_s, p, scorer.threshold, zero_filled)
 
 

@@ -84,6 +84,7 @@ def _explain(model, spec, log_power, baseline_log_power, layer="layer4"):
 
 
 def test_injected_left_temporal_theta_is_found_by_occlusion_and_gradcam(left_temporal_task):
+    from ictal.models.explain import relative
 
     task = left_temporal_task
     model, spec = task["model"], task["spec"]
@@ -95,16 +96,19 @@ def test_injected_left_temporal_theta_is_found_by_occlusion_and_gradcam(left_tem
         assert occ.p > task["threshold"]  # the model detects the discharge
         found["region"] += occ.top_regions(1) == ["left temporal"]
         found["cell"] += occ.top_cell() == ("theta", "left temporal")
-        found["band"] += max(fi, key=fi.get) == "theta"
-    # every positive, for all three read-outs
+        found["band"] += relative(fi)["theta"] >= 0.75
+    # every positive, for all three read-outs. Occlusion names the region and the cell; layer-4
+    # Grad-CAM puts theta first or close behind alpha, its neighbour (over training seeds 0-5 it
+    # ranked alpha first on 0 to 8 of the 8 positives, theta ≥ 0.79 of the top band on all)
     assert found == {"region": len(examples), "cell": len(examples), "band": len(examples)}, found
 
 
 def test_occlusion_isolates_the_discharge_and_gradcam_only_ranks_it(left_temporal_task):
     """What each read-out can claim. The joint matrix isolates the one cell (all others < 1/5
-    of it). Layer-4 Grad-CAM puts theta first but spreads it into the neighbouring bands
-    (its layer-4 units see most of the 40 rows), so its band profile is a ranking, not a
-    separation; beta and gamma stay well below."""
+    of it). Layer-4 Grad-CAM spreads theta into the neighbouring bands (its layer-4 units see
+    most of the 40 rows): theta is at or near the top, but whether it or alpha comes first
+    depends on the training seed, so its band profile is a coarse ranking, not a separation;
+    beta and gamma stay well below."""
     from ictal.models.explain import relative
 
     task = left_temporal_task
@@ -118,13 +122,19 @@ def test_occlusion_isolates_the_discharge_and_gradcam_only_ranks_it(left_tempora
     bands = occ.band_importance()
     assert occ.top_regions(1) == ["left temporal"] and max(bands, key=bands.get) == "theta"
     fi = relative(fi)
-    assert fi["theta"] == 1.0 and fi["beta"] < 0.8 and fi["gamma"] < 0.5, fi
+    assert fi["theta"] >= 0.75 and fi["beta"] < 0.8 and fi["gamma"] < 0.5, fi
 
 
 def test_explanations_change_when_weights_are_randomised_layer_by_layer(left_temporal_task):
-    """Cascading randomisation from the read-out down: every step moves Grad-CAM and the joint
-    occlusion matrix away from the trained model's, and the fully random model's no longer
-    ranks cells or time-frequency pixels like it."""
+    """Cascading randomisation from the read-out down: every step below the head moves Grad-CAM
+    or the joint occlusion matrix away from the trained model's, and the fully random model's
+    Grad-CAM no longer ranks time-frequency pixels like it.
+
+    What this does not show (measured over training seeds 0-5): randomising the one-unit head
+    alone can leave both unchanged (Spearman 0.99 and 1.00), and the fully random model's joint
+    occlusion matrix still ranks cells like the trained one's (Spearman 0.48-0.79): occluding
+    the cell that holds a strong discharge moves the output of any network. So occlusion passing
+    its part of this check is weaker evidence of model dependence than Grad-CAM's."""
     task = left_temporal_task
     model, spec = task["model"], task["spec"]
     x, _ = task["positives"][0]
@@ -139,9 +149,10 @@ def test_explanations_change_when_weights_are_randomised_layer_by_layer(left_tem
                 m.reset_parameters()
         occ, cam, _ = _explain(rand, spec, x, base)
         corr[name] = (_spearman(cam0, cam), _spearman(occ0.joint_dlogit, occ.joint_dlogit))
-        assert corr[name][0] < 0.95 or corr[name][1] < 0.95, corr
+        if name != "head":
+            assert corr[name][0] < 0.95 or corr[name][1] < 0.95, corr
     cam_rho, joint_rho = corr["stem"]
-    assert cam_rho < 0.6 and joint_rho < 0.6, corr
+    assert cam_rho < 0.5 and joint_rho < 0.95, corr
 
 
 @pytest.fixture(scope="module")

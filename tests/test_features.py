@@ -121,3 +121,31 @@ def test_runtime_does_not_import_scipy_signal():
     code = "import sys, ictal.runtime.monitor, ictal.runtime.windows; print('scipy.signal' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_batched_log_power_is_the_per_window_log_power_and_pywavelets_pooled_power():
+    """Offline scoring transforms many windows at once; the monitor one at a time. Both must give the
+    features the model was trained on: |pywt.cwt|² mean-pooled over time_decimation samples, log10."""
+    spec = FeatureSpec(channels=["FP1-F7", "F7-T7", "T7-P7"])
+    tr = CWTransform(spec)
+    x = np.random.default_rng(4).normal(0, 20, (5, 3, spec.n_samples))  # 15 rows: blocks cross windows
+    batch = tr.log_power_batch(x, rows_per_block=4)
+    assert batch.shape == (5, *spec.input_shape) and batch.dtype == np.float32
+    assert np.abs(batch - np.stack([tr.log_power(w) for w in x])).max() < 1e-5
+    ref, _ = pywt.cwt(x[0], tr.scales, spec.wavelet, method="fft", axis=-1)
+    power = (np.abs(np.moveaxis(ref, 0, 1)) ** 2).reshape(3, len(spec.freqs_hz), spec.n_columns, -1).mean(-1)
+    err = np.abs(batch[0] - np.log10(power + spec.log_eps))  # pooled from every q-th coefficient
+    assert np.median(err) < 0.03 and err.max() < 0.25, (np.median(err), err.max())  # white noise: the worst case
+    with pytest.raises(SpecError, match="window 2 of 5 contains NaN"):
+        bad = x.copy()
+        bad[2, 1, 7] = np.nan
+        tr.log_power_batch(bad)
+
+
+def test_cwt_matches_pywavelets_where_a_kernel_crosses_nyquist():
+    spec = FeatureSpec(sfreq_hz=128.0, channels=["FP1-F7"], freqs_hz=[4.0, 20.0, 40.0], time_decimation=1)
+    tr = CWTransform(spec)
+    x = np.random.default_rng(5).normal(0, 20, (1, spec.n_samples))
+    ref, _ = pywt.cwt(x, tr.scales, spec.wavelet, method="fft", axis=-1)
+    ref = np.moveaxis(ref, 0, 1)
+    assert np.abs(tr.cwt(x) - ref).max() < 1e-4 * np.abs(ref).max()
