@@ -1,6 +1,8 @@
 """`ictal train` (needs the [train] extra: torch) and `ictal evaluate` (torch only for a .pt)."""
 from __future__ import annotations
 
+import hashlib
+import shutil
 import time
 from pathlib import Path
 
@@ -17,11 +19,22 @@ NEG_SOURCE = "negatives"
 
 
 def load_training_windows(data: list[str], negatives: list[str], spec: FeatureSpec, *,
-                          allow_missing_negatives: int, seizure_hop_s: float, negative_hop_s: float) -> WindowSet:
-    """Every data directory is one data set (source = its folder name), for balancing and reporting."""
-    sets = [build_windows(d, spec, hop_s=negative_hop_s, seizure_hop_s=seizure_hop_s) for d in data]
+                          allow_missing_negatives: int, seizure_hop_s: float, negative_hop_s: float,
+                          cache: str | None = None, workers: int = 1, log=print) -> WindowSet:
+    """Every data directory is one data set (source = its folder name), for balancing and reporting.
+
+    With `cache`, features are computed once per recording by `workers` processes into that
+    directory and stay there: the WindowSet reads them window by window.
+    """
+    def windows(root, **kw):
+        if cache:
+            from .cache import cached_windows
+            return cached_windows(root, spec, cache, workers=workers, log=log, **kw)
+        return build_windows(root, spec, log=log, **kw)
+
+    sets = [windows(d, hop_s=negative_hop_s, seizure_hop_s=seizure_hop_s) for d in data]
     for neg in negatives:
-        ws = build_windows(neg, spec, hop_s=negative_hop_s, allow_missing=allow_missing_negatives)
+        ws = windows(neg, hop_s=negative_hop_s, allow_missing=allow_missing_negatives)
         if (ws.label > 0).any():
             raise DataError(f"{neg}: --negatives must be seizure-free, but it has seizure annotations")
         sets.append(ws)
@@ -48,15 +61,31 @@ def _print_cv(name: str, res: dict) -> None:
 
 def train_main(args) -> int:
     from .peers import fit_peers
-    from .train import TrainConfig, choose_threshold_by, save_checkpoint, train_model
+    from .train import TrainConfig, choose_threshold_by, init_distributed, resolve_device, save_checkpoint, train_model
 
     spec = spec_from_args(args)
     cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
-                      balance=args.balance, threshold_rule=args.threshold_rule)
+                      balance=args.balance, threshold_rule=args.threshold_rule, device=args.device,
+                      loader_workers=args.loader_workers)
     choose_threshold_by(cfg.threshold_rule)  # a bad rule fails now, not after an hour of training
-    ws = load_training_windows(args.data, args.negatives or [], spec,
-                               allow_missing_negatives=args.allow_missing_negatives,
-                               seizure_hop_s=args.seizure_hop, negative_hop_s=args.hop)
+    resolve_device(cfg.device)
+    rank, world = init_distributed(cfg.device)  # under torchrun: one process per GPU (or CPU share)
+    quiet = (lambda *_: None) if rank else print
+    if world > 1:
+        print(f"rank {rank} of {world}: DistributedDataParallel on {resolve_device(cfg.device)}", flush=True)
+
+    def load():
+        return load_training_windows(args.data, args.negatives or [], spec,
+                                     allow_missing_negatives=args.allow_missing_negatives,
+                                     seizure_hop_s=args.seizure_hop, negative_hop_s=args.hop, cache=args.cache,
+                                     workers=args.workers, log=quiet)
+    if world > 1 and args.cache:  # rank 0 fills the cache, the others then read it
+        import torch.distributed as dist
+        ws = load() if rank == 0 else None
+        dist.barrier()
+        ws = ws or load()
+    else:
+        ws = load()
     n_seizure = int((ws.label >= 0.5).sum())
     if n_seizure == 0 or n_seizure == len(ws.windows):
         what = "no seizure windows" if n_seizure == 0 else "only seizure windows"
@@ -65,16 +94,26 @@ def train_main(args) -> int:
                         "labels: chbNN-summary.txt, csv_bi or EDF+ annotations; add --negatives DIR)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # per-epoch training state of every fold and of the final model, for --resume
+    state_dir = out.with_suffix(".state")
+    if rank == 0 and not args.resume:
+        shutil.rmtree(state_dir, ignore_errors=True)
+    state_dir.mkdir(exist_ok=True)
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
     cv = {}
     neg = Path(args.negatives[0]).name if args.negatives else None  # the negatives' data set (source)
     if "lopo" in args.cv:
-        cv["leave_one_patient_out"] = run_folds(ws, leave_one_patient_out(ws), spec, cfg)
+        cv["leave_one_patient_out"] = run_folds(ws, leave_one_patient_out(ws), spec, cfg, log=quiet,
+                                                state_dir=state_dir)
     if "loso" in args.cv:
-        cv["leave_one_seizure_out"] = run_folds(ws, leave_one_seizure_out(ws, neg), spec, cfg)
+        cv["leave_one_seizure_out"] = run_folds(ws, leave_one_seizure_out(ws, neg), spec, cfg, log=quiet,
+                                                state_dir=state_dir)
     if "cross-patient" in args.cv:
         pats = sorted({p for p, la in zip(ws.patients, ws.label) if la >= 0.5})
         folds = [cross_patient(ws, a, b, neg) for a in pats for b in pats if a != b]
-        cv["cross_patient"] = run_folds(ws, folds, spec, cfg)
+        cv["cross_patient"] = run_folds(ws, folds, spec, cfg, log=quiet, state_dir=state_dir)
     if args.exclude:  # held-out patients/recordings take part in cross-validation, never in the shipped model
         keep = [i for i, w in enumerate(ws.windows)
                 if not any(w.recording.startswith(e) or w.patient == e for e in args.exclude)]
@@ -84,10 +123,15 @@ def train_main(args) -> int:
     # (other patients and seizure-free subjects), so the threshold is never chosen on training windows
     folds = leave_one_patient_out(ws)
     val = folds[0].val if folds and folds[0].val.any() else leave_one_seizure_out(ws)[-1].test
-    print(f"--- final model: train {int((~val).sum())}, validation {int(val.sum())} windows")
+    quiet(f"--- final model: train {int((~val).sum())}, validation {int(val.sum())} windows")
     t0 = time.perf_counter()
     tr, va = ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val))
-    model, fspec, thr, hist = train_model(tr, va, spec, cfg)
+    model, fspec, thr, hist = train_model(tr, va, spec, cfg, log=quiet, state_path=state_dir / "final.pt")
+    if world > 1:  # every rank must end with the same weights; a line per rank lets one check
+        digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+        print(f"rank {rank} of {world}: final weights sha256 {digest[:16]}", flush=True)
+    if rank:  # rank 0 writes the outputs
+        return 0
     peers = fit_peers(tr, va, choose_threshold_by(cfg.threshold_rule))
     info = {"trained_on": sorted({w.recording for w in ws.windows}), "held_out": args.exclude or [],
             "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
@@ -96,6 +140,7 @@ def train_main(args) -> int:
             "cross_validation_summary": {k: {"pooled": v["pooled"], "comparison": v["comparison"]}
                                          for k, v in cv.items()}}
     save_checkpoint(out, model, fspec, thr, **info)
+    shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing left to resume
     print(f"wrote {out} (+ {out.with_suffix('.json').name}); threshold {thr:.3f}")
     if cv:
         write_json(cv, out.with_suffix(".cv.json"))
@@ -107,7 +152,8 @@ def train_main(args) -> int:
 
 def evaluate_main(args) -> int:
     results = evaluate_model(args.model, args.data, args.out_dir, hop_s=args.hop, threshold=args.threshold,
-                             allow_missing=args.allow_missing, force=args.force)
+                             allow_missing=args.allow_missing, force=args.force, workers=args.workers,
+                             ray_address=args.ray)
     for m, r in results["methods"].items():
         w, e, f = r["window"], r["event"], r["seizure_free"]
         print(f"{m:12s} windows: sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} | "

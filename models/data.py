@@ -21,6 +21,7 @@ from ictal.runtime.features import BANDS_HZ, CWTransform, FeatureSpec
 from ictal.runtime.peers import line_length, relative_band_powers
 from ictal.runtime.windows import Window, load_labelled, make_windows, window_samples
 
+WINDOWS_PER_BATCH = 32
 _CLIP_SUFFIX = re.compile(r"_(onset|preictal|ictal)$")
 
 
@@ -49,7 +50,7 @@ class WindowSet:
     band_power : ndarray, shape (n_windows, n_channels, 5), log10 relative band power.
     """
 
-    x: np.ndarray
+    x: np.ndarray  # or a CachedFeatures (models.cache): the same indexing, read from disk
     windows: list[Window]
     source: list[str]  # data set name per window ('chbmit', 'eegmmidb', ...)
     # {recording: (duration_s, [(seizure start_s, end_s), ...])} for event scoring
@@ -82,7 +83,8 @@ class WindowSet:
         idx = np.asarray(idx, dtype=int)
         wins = [self.windows[i] for i in idx]
         recs = {w.recording for w in wins}
-        return WindowSet(self.x[idx], wins, [self.source[i] for i in idx],
+        x = self.x.take(idx) if hasattr(self.x, "take") and not isinstance(self.x, np.ndarray) else self.x[idx]
+        return WindowSet(x, wins, [self.source[i] for i in idx],
                          {k: v for k, v in self.recordings.items() if k in recs},
                          self.line_length[idx], self.band_power[idx],
                          {k: v for k, v in self.zero_filled.items() if k in recs})
@@ -94,8 +96,14 @@ class WindowSet:
         for s in sets:
             recs.update(s.recordings)
             zero.update(s.zero_filled)
-        return WindowSet(np.concatenate([s.x for s in sets]), sum((s.windows for s in sets), []),
-                         sum((s.source for s in sets), []), recs,
+        if any(not isinstance(s.x, np.ndarray) for s in sets):  # features on disk stay there
+            from .cache import CachedFeatures
+            if not all(isinstance(s.x, CachedFeatures) for s in sets):
+                raise TypeError("WindowSet.concat: cannot mix cached and in-memory features")
+            x = CachedFeatures.concat([s.x for s in sets])
+        else:
+            x = np.concatenate([s.x for s in sets])
+        return WindowSet(x, [w for s in sets for w in s.windows], [src for s in sets for src in s.source], recs,
                          np.concatenate([s.line_length for s in sets]), np.concatenate([s.band_power for s in sets]),
                          zero)
 
@@ -130,11 +138,12 @@ def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTra
     x = np.empty((len(wins), *spec.input_shape), np.float32)
     ll = np.empty(len(wins), np.float32)
     bp = np.empty((len(wins), c, len(BANDS_HZ)), np.float32)
-    for i, w in enumerate(wins):
-        seg = window_samples(data, spec, w.start_s)
-        x[i] = transform.log_power(seg)
-        ll[i] = line_length(seg)
-        bp[i] = relative_band_powers(seg, spec.sfreq_hz)
+    for i0 in range(0, len(wins), WINDOWS_PER_BATCH):  # the CWT runs on many windows at once
+        segs = np.stack([window_samples(data, spec, w.start_s) for w in wins[i0:i0 + WINDOWS_PER_BATCH]])
+        x[i0:i0 + len(segs)] = transform.log_power_batch(segs)
+        for j, seg in enumerate(segs):
+            ll[i0 + j] = line_length(seg)
+            bp[i0 + j] = relative_band_powers(seg, spec.sfreq_hz)
     return WindowSet(x, wins, [source] * len(wins),
                      {lr.path.name: (duration, [(sz.start_s, sz.end_s) for sz in lr.seizures])}, ll, bp,
                      {lr.path.name: zero_filled} if zero_filled else {})

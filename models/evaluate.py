@@ -12,7 +12,9 @@ import numpy as np
 from ictal.runtime.errors import ChannelMismatch, DataError
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
 
-from .data import WindowSet, binary_target, iter_recordings, unambiguous
+from ictal.runtime.annotations import find_labelled_recordings
+
+from .data import WindowSet, binary_target, unambiguous
 
 
 @dataclasses.dataclass
@@ -234,7 +236,7 @@ def within_patient_auroc(ws: WindowSet, p: np.ndarray) -> dict:
     return out
 
 
-def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print) -> dict:
+def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print, state_dir: Path | None = None) -> dict:
     """Train and test every fold, model and classical peers side by side on the test windows.
 
     Each fold's model and peers use thresholds chosen on that fold's validation windows.
@@ -248,7 +250,8 @@ def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print) -> dict:
             f"test {int(fold.test.sum())} windows")
         tr, va = ws.subset(np.flatnonzero(fold.train)), ws.subset(np.flatnonzero(fold.val))
         te = ws.subset(np.flatnonzero(fold.test))
-        model, fspec, thr, hist = train_model(tr, va, spec, cfg, log=log)
+        state = Path(state_dir) / f"{fold.name.replace(':', '_').replace('/', '_')}.pt" if state_dir else None
+        model, fspec, thr, hist = train_model(tr, va, spec, cfg, log=log, state_path=state)
         peers = fit_peers(tr, va, choose_threshold_by(cfg.threshold_rule))
         methods = score_methods(predict_proba(model, fspec, te.x), thr, te, peers)
         val_methods = score_methods(predict_proba(model, fspec, va.x), thr, va, peers)
@@ -357,27 +360,94 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_model(model: str | Path):
-    """(predict(log_power) → p, spec, threshold, classical peers or None) of a .onnx, or of a .pt (imports torch)."""
+def load_model(model: str | Path, threads: int | None = None):
+    """(predict(log_power) → p, spec, threshold, classical peers or None) of a .onnx, or of a .pt (imports torch).
+    `threads`: ONNX Runtime intra-op threads (1 in each of several worker processes)."""
     if str(model).endswith(".onnx"):
         from ictal.runtime.scorer import Scorer
 
-        scorer = Scorer(model)
+        scorer = Scorer(model, threads=threads)
         return scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers
     from ictal.runtime.peers import ClassicalPeers
 
     from .train import load_checkpoint, predict_proba
 
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
     net, spec, threshold, meta = load_checkpoint(model)
     return (lambda x: predict_proba(net, spec, x)), spec, threshold, \
         ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model))
+
+
+# One loaded model per scoring process (a local worker or a Ray worker), keyed by its file.
+_LOADED: dict = {}
+
+
+def _loaded(model: str, threads: int | None):
+    st = Path(model).stat() if Path(model).is_file() else None
+    key = (str(Path(model).resolve()), st and st.st_size, st and st.st_mtime_ns)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_model(model, threads)
+    return _LOADED[key]
+
+
+def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
+                    threads: int | None = None) -> tuple[WindowSet, dict]:
+    """One recording's windows (features dropped) and {method: scores}: the unit of work of
+    serial, local-worker and Ray scoring alike."""
+    from ictal.runtime.features import CWTransform, FeatureSpec
+
+    from .data import recording_windows
+
+    predict, spec, threshold, peers = _loaded(model, threads)
+    transform = CWTransform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}))
+    rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
+                            source=source)
+    methods = score_methods(predict(rec.x), threshold, rec, peers) if rec.windows else {}
+    return (WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
+            {m: p.astype(np.float32) for m, (p, _) in methods.items()})
+
+
+def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
+                       workers: int = 1, ray_address: str | None = None):
+    """(windows, scores) of each recording, in order, scored in this process, in `workers` local
+    processes, or as one Ray task per recording."""
+    if ray_address:
+        try:
+            import ray
+        except ImportError:
+            raise DataError("--ray needs Ray: pip install 'ictal[cluster]'") from None
+        started = not ray.is_initialized()
+        if started:
+            ray.init(address=None if ray_address == "local" else ray_address, log_to_driver=False)
+        task = ray.remote(num_cpus=1)(score_recording)
+        refs = [task.remote(model, lr, hop_s, allow_missing, source, 1) for lr in recs]
+        try:
+            for ref in refs:  # in order, so scores.csv is the same as serial
+                yield ray.get(ref)
+        finally:
+            if started:
+                ray.shutdown()
+    elif workers > 1 and len(recs) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        from functools import partial
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            yield from pool.map(partial(score_recording, model, hop_s=hop_s, allow_missing=allow_missing,
+                                        source=source, threads=1), recs)
+    else:
+        for lr in recs:
+            yield score_recording(model, lr, hop_s, allow_missing, source)
 
 
 SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
 
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
-                   threshold: float | None = None, allow_missing: int = 0, force: bool = False) -> dict:
+                   threshold: float | None = None, allow_missing: int = 0, force: bool = False, workers: int = 1,
+                   ray_address: str | None = None) -> dict:
     """Window and SzCORE event metrics of a model and its classical peers on a labelled data directory.
 
     Recording by recording, so memory is bounded by the longest recording. The classical
@@ -400,6 +470,12 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         Channels a recording may lack; they are zero-filled and reported.
     force : bool
         Accept zero-filling more than a quarter of the model's channels.
+    workers : int
+        Score recordings in this many local processes (one ONNX thread each).
+    ray_address : str | None
+        Score one Ray task per recording on this cluster ("auto": a running one, "local": start
+        one on this machine). The recordings and the model must be readable at the same paths
+        on every node.
 
     Returns
     -------
@@ -407,7 +483,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         ``methods``: ``{"model" | peer name: {"window", "event", "seizure_free"}}``;
         ``metrics``: what ``metrics.json`` holds; ``files``: the paths written.
     """
-    predict, spec, model_threshold, peers = load_model(model)
+    _, spec, model_threshold, peers = _loaded(str(model), None)
     threshold = model_threshold if threshold is None else threshold
     n_channels = len(spec.channels)
     limit = n_channels // 4
@@ -424,20 +500,21 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     with open(out / "scores.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS + peer_names)
-        for rec in iter_recordings(data, spec, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing):
+        recs = find_labelled_recordings(data)
+        for rec, scores in _scored_recordings(str(model), recs, hop_s, allow_missing, Path(data).name,
+                                              workers=workers, ray_address=ray_address):
             if not rec.windows:
                 continue
             for name, chans in rec.zero_filled.items():
                 zero_filled[name] = chans
                 print(f"warning: {name}: {len(chans)} channel(s) zero-filled: {', '.join(chans)}", file=sys.stderr)
-            methods = score_methods(predict(rec.x), threshold, rec, peers)
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
-                                + [f"{methods[m][0][i]:.6g}" for m in ["model"] + peer_names])
+                                + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names])
             fh.flush()
-            for m, (p, _) in methods.items():
-                methods_p.setdefault(m, []).append(p.astype(np.float32))
-            # the features are dropped: only windows' labels and scores stay in memory
+            for m, p in scores.items():
+                methods_p.setdefault(m, []).append(p)
+            # the features were dropped: only windows' labels and scores stay in memory
             kept.append(WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings))
     if not kept:
         raise DataError(f"{data}: no recording is long enough for one {spec.window_s:g}-s window")

@@ -6,7 +6,6 @@ threshold is chosen on the validation split only and saved with the model.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import hashlib
 import json
@@ -54,6 +53,8 @@ class TrainConfig:
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
+    device: str = "auto"  # "auto" (CUDA where there is one), "cpu" or "cuda"; mixed precision on CUDA
+    loader_workers: int = 0  # DataLoader worker processes reading and augmenting windows
 
 
 def seed_everything(seed: int) -> None:
@@ -61,12 +62,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fit_normalisation(x: np.ndarray, spec: FeatureSpec) -> tuple[list[float], list[float]]:
-    """Per-frequency mean/std of the spec's relative log power. x : (n_windows, n_channels, n_freqs, n_columns)."""
-    x = spec.make_relative(x)
-    mean = x.mean(axis=(0, 1, 3), dtype=np.float64)
-    std = x.std(axis=(0, 1, 3), dtype=np.float64) + 1e-6
-    return [float(v) for v in mean], [float(v) for v in std]
+def fit_normalisation(x, spec: FeatureSpec) -> tuple[list[float], list[float]]:
+    """Per-frequency mean/std of the spec's relative log power, read in chunks.
+    x : (n_windows, n_channels, n_freqs, n_columns), an ndarray or cached features on disk."""
+    from .cache import stream_stats
+
+    return stream_stats(x, spec)
 
 
 def sample_weights(y: np.ndarray, source: np.ndarray | None = None) -> np.ndarray:
@@ -99,7 +100,7 @@ class Augmenter:
     Power adds for independent sources, so an artefact of power B enters as log10(10^x + B).
     """
 
-    def __init__(self, spec: FeatureSpec, cfg: TrainConfig, rng: np.random.Generator):
+    def __init__(self, spec: FeatureSpec, cfg: TrainConfig, rng: np.random.Generator | None = None):
         self.spec, self.cfg, self.rng = spec, cfg, rng
         self.floor = math.log10(spec.log_eps)  # what a zero-filled channel looks like
         self.ft_idx = [i for i, c in enumerate(spec.channels) if c in FT_CHANNELS]
@@ -111,10 +112,10 @@ class Augmenter:
         sub = plane[np.ix_(rows, cols)]
         plane[np.ix_(rows, cols)] = np.log10(10.0 ** sub + 10.0 ** log_level)
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         x = x.copy()
         n, c, _, t = x.shape
-        cfg, rng = self.cfg, self.rng
+        cfg, rng = self.cfg, (rng or self.rng)
         max_shift = int(cfg.max_shift_s * self.spec.columns_per_s)
         for i in range(n):
             if max_shift:
@@ -149,12 +150,49 @@ def _normaliser(spec: FeatureSpec):
     return lambda x: torch.as_tensor(spec.normalise(x))
 
 
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA where available, else CPU; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this torch build or machine has no CUDA device (try --device auto)")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: expected auto, cpu or cuda")
+    return torch.device(name)
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size) of the process group torchrun started, or (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str = "auto") -> tuple[int, int]:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on CUDA, gloo on CPU."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dev = resolve_device(device)
+        if dev.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return distributed()
+
+
 @torch.no_grad()
-def predict_proba(model: nn.Module, spec: FeatureSpec, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """p(seizure) per window. x : (n_windows, n_channels, n_freqs, n_columns) un-normalised log power."""
+def predict_proba(model: nn.Module, spec: FeatureSpec, x, batch_size: int = 64) -> np.ndarray:
+    """p(seizure) per window. x : (n_windows, n_channels, n_freqs, n_columns) un-normalised log power
+    (an ndarray or cached features on disk, read a batch at a time)."""
     model.eval()
+    device = next(model.parameters()).device
     norm = _normaliser(spec)
-    out = [torch.sigmoid(model(norm(x[i:i + batch_size]))).numpy() for i in range(0, len(x), batch_size)]
+    out = [torch.sigmoid(model(norm(x[i:i + batch_size]).to(device))).float().cpu().numpy()
+           for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -163,78 +201,163 @@ def _bar(frac: float, width: int = 20) -> str:
     return "[" + "#" * k + "." * (width - k) + "]"
 
 
+class WindowDataset(torch.utils.data.Dataset):
+    """Training windows, read one at a time (from memory or the on-disk cache), augmented and normalised.
+
+    A window's augmentation draws from an RNG seeded by (seed, epoch, window index), so a sample is
+    the same whichever DataLoader worker or DDP rank reads it, and a resumed run repeats it.
+    """
+
+    def __init__(self, x, y: np.ndarray, weights: np.ndarray, spec: FeatureSpec, augment: "Augmenter", seed: int):
+        self.x, self.y, self.weights, self.spec, self.augment, self.seed = x, y, weights, spec, augment, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        x = self.spec.normalise(self.augment(np.asarray(self.x[int(i)])[None], rng))[0]
+        return torch.from_numpy(x), torch.tensor(self.y[i]), torch.tensor(self.weights[i]), int(i)
+
+
+def _signature(cfg: TrainConfig, spec: FeatureSpec, n_train: int, n_val: int) -> str:
+    """What a resumed run must share with the run that saved its state."""
+    keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("epochs", "patience", "loader_workers")}
+    text = json.dumps({"cfg": keep, "spec": spec.to_dict(), "n_train": n_train, "n_val": n_val}, sort_keys=True,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainConfig = TrainConfig(),
-                log=print):
+                log=print, state_path: str | Path | None = None):
     """Train one model; early stopping on validation loss; threshold on validation windows.
 
-    Returns (model, spec with fitted normalisation, threshold, history).
+    Windows stream through a DataLoader (features may stay on disk, see models.cache). Under
+    torchrun the model is wrapped in DistributedDataParallel: each rank trains on its share of
+    every epoch's permutation (DistributedSampler), cfg.batch_size is the global batch, and
+    every rank validates on the whole validation split, so all ranks stop at the same epoch
+    with the same weights. With `state_path`, the state is saved after every epoch and a run
+    started again with the same path resumes after the last finished epoch.
+
+    Returns (model on the CPU in eval mode, spec with fitted normalisation, threshold, history).
     """
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+    from torch.utils.data import DataLoader, DistributedSampler
+
     seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    rank, world = distributed()
+    device = resolve_device(cfg.device)
+    amp = device.type == "cuda"
     keep = unambiguous(train.label)
-    xtr, ytr = train.x[keep], binary_target(train.label[keep])
+    xtr = train.x[keep] if isinstance(train.x, np.ndarray) else train.x.take(np.flatnonzero(keep))
+    ytr = binary_target(train.label[keep])
     src = np.asarray(train.source)[keep]
     vkeep = unambiguous(val.label)
-    xva, yva = val.x[vkeep], binary_target(val.label[vkeep])
+    xva = val.x[vkeep] if isinstance(val.x, np.ndarray) else val.x.take(np.flatnonzero(vkeep))
+    yva = binary_target(val.label[vkeep])
     if ytr.sum() == 0 or ytr.sum() == len(ytr):
         raise DataError(f"training split ({len(ytr)} windows) needs both seizure and non-seizure windows")
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} is the global batch; it must divide by the {world} ranks")
     mean, std = fit_normalisation(xtr, spec)
     spec = FeatureSpec(**{**spec.to_dict(), "norm_mean": mean, "norm_std": std})
     norm = _normaliser(spec)
-    model = CWTResNet(len(spec.channels), cfg.width)
+    model = CWTResNet(len(spec.channels), cfg.width).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     pos_weight = torch.tensor((len(ytr) - ytr.sum()) / ytr.sum())
     if cfg.balance == "source-class":
         weights = sample_weights(ytr, src)
-        bce = nn.BCEWithLogitsLoss(reduction="none")
-
-        def loss_fn(logits, target, idx):
-            return (bce(logits, target) * torch.as_tensor(weights[idx])).mean()
-    else:
-        class_bce = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-
-        def loss_fn(logits, target, idx):
-            return class_bce(logits, target)
+    else:  # positives weighted up to the negatives
+        weights = np.where(ytr > 0, float(pos_weight), 1.0).astype(np.float32)
+        weights *= len(weights) / weights.sum()
+    bce = nn.BCEWithLogitsLoss(reduction="none")
     val_loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-    augment = Augmenter(spec, cfg, rng)
+    dataset = WindowDataset(xtr, ytr, weights, spec, Augmenter(spec, cfg), cfg.seed)
+    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size // world, sampler=sampler,
+                        num_workers=cfg.loader_workers, pin_memory=amp)
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world > 1 else model
     best = (math.inf, None, 0)
-    history = []
-    tty = sys.stdout.isatty()
-    for epoch in range(1, cfg.epochs + 1):
+    history: list[dict] = []
+    start = 1
+    state_path = Path(state_path) if state_path else None
+    signature = _signature(cfg, spec, len(ytr), len(yva))
+    if state_path and state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        if state.get("signature") != signature:
+            raise DataError(f"{state_path}: saved by a run with other data or settings; delete it to start afresh")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        best = (state["best_loss"], state["best_state"], state["best_epoch"])
+        history, start = state["history"], state["epoch"] + 1
+        log(f"resuming {state_path.name} after epoch {state['epoch']}"
+            + (" (it had stopped early)" if state.get("finished") else ""))
+        if state.get("finished"):
+            start = cfg.epochs + 1
+    tty = sys.stdout.isatty() and rank == 0
+    for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
-        model.train()
-        order = rng.permutation(len(xtr))
+        net.train()
+        sampler.set_epoch(epoch)
+        dataset.epoch = epoch
         losses = []
-        n_batches = math.ceil(len(order) / cfg.batch_size)
-        for b in range(n_batches):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            if len(idx) < 2:
-                continue  # BatchNorm needs two samples
-            xb = norm(augment(xtr[idx]))
-            loss = loss_fn(model(xb), torch.as_tensor(ytr[idx]), idx)
+        n_batches = len(loader)
+        for b, (xb, yb, wb, _) in enumerate(loader):
+            if len(yb) < 2:
+                continue  # BatchNorm needs two samples (every rank's last batch has the same size)
+            xb, yb, wb = xb.to(device, non_blocking=True), yb.to(device), wb.to(device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                loss = (bce(net(xb).float(), yb) * wb).mean()
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             losses.append(float(loss.detach()))
             if tty:
                 print(f"\repoch {epoch:2d}/{cfg.epochs} {_bar((b + 1) / n_batches)} loss {np.mean(losses):.4f}",
                       end="", flush=True)
+        if world > 1:  # BatchNorm running statistics: every rank takes rank 0's, so all validate alike
+            for buf in model.buffers():
+                dist.broadcast(buf, 0)
         model.eval()
         with torch.no_grad():
-            logits = torch.cat([model(norm(xva[i:i + 64])) for i in range(0, len(xva), 64)]) if len(xva) else None
+            logits = torch.cat([model(norm(xva[i:i + 64]).to(device)).float().cpu()
+                                for i in range(0, len(xva), 64)]) if len(xva) else None
         vloss = float(val_loss_fn(logits, torch.as_tensor(yva))) if logits is not None else float("nan")
+        if world > 1:  # one early-stopping decision for all ranks: rank 0's
+            shared = torch.tensor([vloss], device=device)
+            dist.broadcast(shared, 0)
+            vloss = float(shared)
         vauc = auroc(yva, torch.sigmoid(logits).numpy()) if logits is not None else float("nan")
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_loss": vloss, "val_auroc": vauc,
-                        "seconds": time.perf_counter() - t0})
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+                        "val_loss": vloss, "val_auroc": vauc, "seconds": time.perf_counter() - t0})
         prefix = "\r" if tty else ""
-        log(f"{prefix}epoch {epoch:2d}/{cfg.epochs} {_bar(1.0)} loss {np.mean(losses):.4f} "
-            f"val_loss {vloss:.4f} val_auroc {vauc:.3f} ({history[-1]['seconds']:.1f} s)")
+        if rank == 0:
+            log(f"{prefix}epoch {epoch:2d}/{cfg.epochs} {_bar(1.0)} loss {history[-1]['loss']:.4f} "
+                f"val_loss {vloss:.4f} val_auroc {vauc:.3f} ({history[-1]['seconds']:.1f} s)")
+        stop = False
         if vloss < best[0] - 1e-4 or best[1] is None:
-            best = (vloss, copy.deepcopy(model.state_dict()), epoch)
+            best = (vloss, {k: v.detach().clone() for k, v in model.state_dict().items()}, epoch)
         elif epoch - best[2] >= cfg.patience:
-            log(f"early stop: validation loss has not improved for {cfg.patience} epochs (best epoch {best[2]})")
+            if rank == 0:
+                log(f"early stop: validation loss has not improved for {cfg.patience} epochs (best epoch {best[2]})")
+            stop = True
+        if state_path and rank == 0:
+            tmp = state_path.with_suffix(".tmp")
+            torch.save({"signature": signature, "epoch": epoch, "model": model.state_dict(),
+                        "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "best_loss": best[0],
+                        "best_state": best[1], "best_epoch": best[2], "history": history,
+                        "finished": stop}, tmp)  # early-stopped; a resume with more epochs goes on otherwise
+            tmp.replace(state_path)  # a crash while saving leaves the previous epoch's state
+        if stop:
             break
     model.load_state_dict(best[1])
+    model = model.cpu().eval()
     threshold = choose_threshold_by(cfg.threshold_rule)(yva, predict_proba(model, spec, xva)) if len(xva) else 0.5
     return model, spec, threshold, history
 

@@ -98,6 +98,17 @@ def _add_train(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--balance", default="source-class", choices=["class", "source-class"],
                    help="loss weighting: every (data set, class) cell equal, or classes only")
+    p.add_argument("--cache", metavar="DIR", help="feature cache: each recording is transformed once into DIR "
+                   "(reused while the spec, file and labels are unchanged) and training reads windows from disk, "
+                   "so memory stays flat however many hours")
+    p.add_argument("--workers", type=POSITIVE_INT, default=1,
+                   help="processes computing the features of recordings in parallel (with --cache)")
+    p.add_argument("--loader-workers", type=COUNT, default=2, help="DataLoader processes reading and augmenting "
+                   "windows during training")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="training device; mixed precision on CUDA (default: CUDA where there is one)")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT.state/ after the last finished "
+                   "epoch of every fold and of the final model (saved after every epoch)")
 
     def run(a):
         from ictal.models.commands import train_main
@@ -115,6 +126,10 @@ def _add_evaluate(sub):
     p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels a recording lacks "
                    "(each is reported; more than a quarter of the model's channels needs --force)")
     p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
+    p.add_argument("--workers", type=POSITIVE_INT, default=1, help="score recordings in N local processes")
+    p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="score one Ray task per recording on "
+                   "the Ray cluster at ADDRESS (default: auto, i.e. a running cluster or a local one; "
+                   "the [cluster] extra)")
 
     def run(a):
         from ictal.models.commands import evaluate_main
