@@ -93,7 +93,7 @@ def scoring(model: Path, archive: Path, hours: float) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--hours", type=float, nargs="+", default=[0.5, 2.0, 8.0])
+    ap.add_argument("--hours", type=float, nargs="*", default=[0.5, 2.0, 8.0], help="training runs (none: skip)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--score-hours", type=float, default=2.0, help="stitched hours for archive scoring")
