@@ -119,7 +119,9 @@ def test_a_stream_that_lies_about_its_rate_raises_a_rate_alarm(tiny_model, tmp_p
     _, log = _replay_into(tiny_model["onnx"], rec, tmp_path, replay_kw={"faults": Faults(declared_rate_hz=250.0)},
                           rate_span_s=10.0)
     alarm = [e for e in _events(log, "technical_alarm") if e["reason"] == "rate_mismatch"]
-    assert alarm and alarm[0]["declared_hz"] == 250.0 and alarm[0]["effective_hz"] == pytest.approx(256, abs=1)
+    # a 10-s real-time estimate on a loaded 2-core machine is off by up to ~1 % (CI saw 258.8);
+    # ±3 Hz still tells the true 256 Hz from the declared 250
+    assert alarm and alarm[0]["declared_hz"] == 250.0 and alarm[0]["effective_hz"] == pytest.approx(256, abs=3)
 
 
 def test_timestamp_jitter_is_not_a_gap_but_a_real_drop_out_still_is(tiny_model, tmp_path):
