@@ -27,7 +27,7 @@ import numpy as np
 
 from ictal.runtime.annotations import LabelledRecording, find_labelled_recordings
 from ictal.runtime.errors import DataError
-from ictal.runtime.features import CWTransform, FeatureSpec
+from ictal.runtime.features import FeatureSpec
 from ictal.runtime.windows import Window
 
 CACHE_VERSION = 1
@@ -124,7 +124,7 @@ class CachedFeatures:
 
 def _build_entry(args) -> tuple[str, bool]:
     """Worker: features of one recording into the cache (if not there yet). Returns (key, built)."""
-    from .data import recording_windows
+    from .data import log_power_transform, recording_windows
 
     lr, spec, root, hop_s, seizure_hop_s, allow_missing, source = args
     key = entry_key(lr, spec, hop_s=hop_s, seizure_hop_s=seizure_hop_s, allow_missing=allow_missing)
@@ -134,8 +134,7 @@ def _build_entry(args) -> tuple[str, bool]:
     tmp = root / f".{key}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    transform = CWTransform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}))
-    ws = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=seizure_hop_s,
+    ws = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=seizure_hop_s,
                            allow_missing=allow_missing, source=source)
     np.save(tmp / "x.npy", ws.x)
     np.savez(tmp / "peers.npz", line_length=ws.line_length, band_power=ws.band_power)

@@ -9,6 +9,7 @@ same conditioned samples, so model and peers are scored on the same windows.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from pathlib import Path
@@ -39,6 +40,22 @@ def unambiguous(label: np.ndarray) -> np.ndarray:
     """Windows that are clearly seizure (≥ 50 %) or clearly not (0 %)."""
     label = np.asarray(label)
     return (label == 0) | (label >= 0.5)
+
+
+def take_rows(x, idx):
+    """Windows `idx` of features in memory (a copy) or on disk (a view: nothing is read)."""
+    return x[idx] if isinstance(x, np.ndarray) else x.take(idx)
+
+
+@functools.lru_cache(maxsize=4)
+def _log_power_transform(spec_json: str) -> CWTransform:
+    return CWTransform(FeatureSpec.from_json(spec_json))
+
+
+def log_power_transform(spec: FeatureSpec) -> CWTransform:
+    """The CWT of a spec, for un-normalised log power: built once per spec and process (its kernels
+    cost ~15 ms), whatever the spec's fitted normalisation."""
+    return _log_power_transform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}).to_json())
 
 
 @dataclasses.dataclass
@@ -83,8 +100,7 @@ class WindowSet:
         idx = np.asarray(idx, dtype=int)
         wins = [self.windows[i] for i in idx]
         recs = {w.recording for w in wins}
-        x = self.x.take(idx) if hasattr(self.x, "take") and not isinstance(self.x, np.ndarray) else self.x[idx]
-        return WindowSet(x, wins, [self.source[i] for i in idx],
+        return WindowSet(take_rows(self.x, idx), wins, [self.source[i] for i in idx],
                          {k: v for k, v in self.recordings.items() if k in recs},
                          self.line_length[idx], self.band_power[idx],
                          {k: v for k, v in self.zero_filled.items() if k in recs})
@@ -154,7 +170,7 @@ def iter_recordings(root: str | Path, spec: FeatureSpec, *, hop_s: float = 10.0,
                     max_recordings: int | None = None) -> Iterator[WindowSet]:
     """One WindowSet per EDF under `root`: memory stays bounded by the longest recording."""
     recs: list[LabelledRecording] = find_labelled_recordings(root)[:max_recordings]
-    transform = CWTransform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}))
+    transform = log_power_transform(spec)
     name = source or Path(root).name
     for lr in recs:
         yield recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=seizure_hop_s,

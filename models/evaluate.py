@@ -398,13 +398,10 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
                     threads: int | None = None) -> tuple[WindowSet, dict]:
     """One recording's windows (features dropped) and {method: scores}: the unit of work of
     serial, local-worker and Ray scoring alike."""
-    from ictal.runtime.features import CWTransform, FeatureSpec
-
-    from .data import recording_windows
+    from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers = _loaded(model, threads)
-    transform = CWTransform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}))
-    rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
+    rec = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
                             source=source)
     methods = score_methods(predict(rec.x), threshold, rec, peers) if rec.windows else {}
     return (WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),

@@ -23,7 +23,7 @@ from ictal.runtime.errors import DataError, ModelError
 from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specificity
 
-from .data import WindowSet, binary_target, unambiguous
+from .data import WindowSet, binary_target, take_rows, unambiguous
 from .resnet import CWTResNet
 
 FT_CHANNELS = ("T7-FT9", "FT9-FT10", "FT10-T8")
@@ -251,11 +251,11 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     device = resolve_device(cfg.device)
     amp = device.type == "cuda"
     keep = unambiguous(train.label)
-    xtr = train.x[keep] if isinstance(train.x, np.ndarray) else train.x.take(np.flatnonzero(keep))
+    xtr = take_rows(train.x, np.flatnonzero(keep))
     ytr = binary_target(train.label[keep])
     src = np.asarray(train.source)[keep]
     vkeep = unambiguous(val.label)
-    xva = val.x[vkeep] if isinstance(val.x, np.ndarray) else val.x.take(np.flatnonzero(vkeep))
+    xva = take_rows(val.x, np.flatnonzero(vkeep))
     yva = binary_target(val.label[vkeep])
     if ytr.sum() == 0 or ytr.sum() == len(ytr):
         raise DataError(f"training split ({len(ytr)} windows) needs both seizure and non-seizure windows")
