@@ -73,7 +73,9 @@ def parity_check(checkpoint: str | Path, onnx_path: str | Path, x: np.ndarray) -
 
 
 def quantize_int8(onnx_path: str | Path, output: str | Path, calibration: np.ndarray) -> Path:
-    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real windows."""
+    """Static int8 quantisation (QDQ, per-channel weights) of the ResNet's convolutions, calibrated on
+    real windows. The rest stays float: a hybrid's summary branch (a log-sum-exp of band powers into a
+    30-weight regression) loses up to 0.25 in p when its activations are int8."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -88,7 +90,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, calibration: np.nda
     pre = output.with_suffix(".pre.onnx")
     quant_pre_process(str(onnx_path), str(pre))
     quantize_static(str(pre), str(output), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"])
     pre.unlink(missing_ok=True)
     # carry the metadata over: the runtime needs the spec
     src, dst = onnx.load(str(onnx_path)), onnx.load(str(output))

@@ -42,10 +42,18 @@ def load_training_windows(data: list[str], negatives: list[str], spec: FeatureSp
 
 
 def spec_from_args(args) -> FeatureSpec:
+    hybrid = getattr(args, "architecture", "resnet") == "hybrid"
     if args.spec:
-        return FeatureSpec.load(args.spec)
+        spec = FeatureSpec.load(args.spec)
+        if hybrid and spec.relative != "none":
+            raise DataError(f"{args.spec}: 'relative' is {spec.relative!r}, but the hybrid model takes absolute power "
+                            "(relative 'none'); change the spec or use --architecture resnet")
+        return spec
     channels = CHBMIT_CHANNELS if args.montage == "chbmit-23" else DOUBLE_BANANA
-    return FeatureSpec(channels=list(channels), relative=args.relative or "channel-window")
+    if hybrid and args.relative == "channel-window":
+        raise DataError("--relative channel-window: the hybrid model takes absolute power (it makes the ResNet's "
+                        "input relative itself and its summary branch needs amplitude); use --architecture resnet")
+    return FeatureSpec(channels=list(channels), relative=args.relative or ("none" if hybrid else "channel-window"))
 
 
 def _print_cv(name: str, res: dict) -> None:
@@ -66,7 +74,7 @@ def train_main(args) -> int:
     spec = spec_from_args(args)
     cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                       balance=args.balance, threshold_rule=args.threshold_rule, device=args.device,
-                      loader_workers=args.loader_workers)
+                      loader_workers=args.loader_workers, summary_branch=args.architecture == "hybrid")
     choose_threshold_by(cfg.threshold_rule)  # a bad rule fails now, not after an hour of training
     resolve_device(cfg.device)
     rank, world = init_distributed(cfg.device)  # under torchrun: one process per GPU (or CPU share)

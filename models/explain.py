@@ -151,8 +151,13 @@ class GradCAMExplainer:
         """Raw Grad-CAM map, shape (n_freqs, n_times), of one normalised feature window."""
         return self.cam.attribute(features)[0]
 
-    def band_importance(self, features: np.ndarray) -> dict[str, float]:
-        """Relative FI per band (largest = 1) of one normalised window (n_channels, n_freqs, n_times)."""
+    def band_importance(self, features: np.ndarray) -> dict[str, float] | None:
+        """Relative FI per band (largest = 1) of one normalised window (n_channels, n_freqs, n_times);
+        None for a hybrid model whose ResNet adds nothing (its Grad-CAM would be all zeros)."""
+        from .resnet import resnet_contributes
+
+        if not resnet_contributes(self.model):
+            return None
         return relative(band_importance(self.fti(features), self.spec))
 
 

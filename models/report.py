@@ -55,8 +55,12 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
     verdict = "seizure" if p >= threshold else "no seizure"
     text = [f"The model scored this 10-s window p(seizure) = {p:.3f} (logit {occ.logit:+.2f}; threshold "
             f"{threshold:.3f}): {verdict}."]
-    text.append("Grad-CAM's strongest band over time: " + "; ".join(
-        f"{b} ({BANDS_HZ[b][0]:g}–{BANDS_HZ[b][1]:g} Hz) from {a:g} to {e:g} s" for a, e, b in merged) + ".")
+    if not np.any(fti):
+        text.append("Grad-CAM: none; this model's ResNet adds nothing to its score (training kept its band-power "
+                    "summary branch alone), so the bands below come from occlusion.")
+    else:
+        text.append("Grad-CAM's strongest band over time: " + "; ".join(
+            f"{b} ({BANDS_HZ[b][0]:g}–{BANDS_HZ[b][1]:g} Hz) from {a:g} to {e:g} s" for a, e, b in merged) + ".")
     ri = occ.region_importance()
     top, low = max(ri, key=ri.get), min(ri, key=ri.get)
     band, region = occ.top_cell()

@@ -37,13 +37,71 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class CWTResNet(nn.Module):
-    """x : Tensor, shape (batch, n_channels, n_freqs, n_times) → logits (batch,)."""
+class BandSummaryBranch(nn.Module):
+    """A linear detector on montage-free summaries of absolute and relative band power.
 
-    def __init__(self, n_channels: int = 23, width: float = 1.0, dropout: float = 0.3):
+    Per channel: mean log10 power of each band over the window (absolute) and the same minus
+    the channel's log10 total over the bands (relative). Per band: median, max and standard
+    deviation over channels: 6 × n_bands numbers that do not depend on which channels a
+    montage has or in what order. Standardised, then one linear layer.
+
+    L : Tensor, shape (batch, n_channels, n_freqs, n_times), log10 power → logits (batch,).
+    """
+
+    def __init__(self, band_rows: list[tuple[int, int]]):
+        super().__init__()
+        self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
+        n = 6 * len(self.band_rows)
+        self.register_buffer("feature_mean", torch.zeros(n))  # standardisation fitted with the regression
+        self.register_buffer("feature_std", torch.ones(n))
+        self.linear = nn.Linear(6 * len(self.band_rows), 1)
+
+    def summaries(self, log_power: torch.Tensor) -> torch.Tensor:
+        bands = torch.stack([log_power[:, :, lo:hi].mean(dim=(2, 3)) for lo, hi in self.band_rows], -1)
+        total = torch.log10(torch.pow(10.0, bands).sum(-1, keepdim=True))
+        out = []
+        for per_channel in (bands, bands - total):  # (batch, channels, bands)
+            ordered, _ = torch.sort(per_channel, dim=1)
+            c = ordered.shape[1]
+            median = 0.5 * (ordered[:, (c - 1) // 2] + ordered[:, c // 2])
+            out += [median, ordered[:, -1], per_channel.std(dim=1)]
+        return torch.cat(out, -1)
+
+    def forward(self, log_power: torch.Tensor) -> torch.Tensor:
+        return self.linear((self.summaries(log_power) - self.feature_mean) / self.feature_std).squeeze(-1)
+
+
+class CWTResNet(nn.Module):
+    """x : Tensor, shape (batch, n_channels, n_freqs, n_times) → logits (batch,).
+
+    With `band_rows` (a hybrid model), the input is standardised *absolute* log power
+    (feature spec ``relative: none``). The model undoes the standardisation (buffers
+    `input_mean`/`input_std`, set by `set_input_normalisation`), gives the ResNet each
+    channel's log power relative to its own window mean (so gain and a population's
+    amplitude do not reach it), and adds the logit of a `BandSummaryBranch` that sees
+    amplitude: logit = summary + resnet_weight × ResNet. Training fits the summary branch
+    first (a regularised logistic regression) and freezes it; the ResNet then learns what
+    it adds.
+    """
+
+    def __init__(self, n_channels: int = 23, width: float = 1.0, dropout: float = 0.3,
+                 band_rows: list[tuple[int, int]] | None = None, n_freqs: int | None = None,
+                 resnet_weight: float = 1.0):
         super().__init__()
         widths = [max(4, int(round(c * width))) for c in (64, 128, 256, 512)]
         self.config = {"n_channels": n_channels, "width": width, "dropout": dropout}
+        self.summary = None
+        if band_rows is not None:
+            if not n_freqs:
+                raise ValueError("a hybrid CWTResNet (band_rows) needs n_freqs")
+            self.config.update(band_rows=[list(r) for r in band_rows], n_freqs=n_freqs,
+                               resnet_weight=resnet_weight)
+            self.resnet_weight = resnet_weight
+            self.summary = BandSummaryBranch(band_rows)
+            self.register_buffer("input_mean", torch.zeros(n_freqs))
+            self.register_buffer("input_std", torch.ones(n_freqs))
+            # per-frequency standardisation of the relative log power, statistics learnt in training
+            self.relative_norm = nn.BatchNorm2d(n_freqs, affine=False)
         self.stem = nn.Sequential(
             nn.Conv2d(n_channels, widths[0], (3, 7), (1, 2), (1, 3), bias=False), nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True))
@@ -55,14 +113,51 @@ class CWTResNet(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(in_ch, 64), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(64, 1))
+        if self.summary is not None:  # the ResNet starts by adding nothing to the summary branch
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
+
+    def set_input_normalisation(self, mean, std) -> None:
+        """The feature spec's per-frequency standardisation, which a hybrid model undoes."""
+        self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.input_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def log_power(self, x):
+        """Standardised input → log10 power (hybrid models only)."""
+        return x * self.input_std[:, None] + self.input_mean[:, None]
+
+    def resnet_input(self, x):
+        if self.summary is None:
+            return x
+        log_power = self.log_power(x)
+        relative = log_power - log_power.mean(dim=(2, 3), keepdim=True)
+        return self.relative_norm(relative.transpose(1, 2)).transpose(1, 2)
 
     def features(self, x):
         """Activations of the last residual block (the Grad-CAM target layer)."""
-        x = self.stem(x)
+        x = self.stem(self.resnet_input(x))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
     def forward(self, x):
-        return self.head(self.pool(self.features(x))).squeeze(-1)
+        logit = self.head(self.pool(self.features(x))).squeeze(-1)
+        if self.summary is None:
+            return logit
+        return self.resnet_weight * logit + self.summary(self.log_power(x))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.summary is not None:  # fitted before the ResNet and frozen: its statistics stay
+            self.summary.eval()
+        return self
+
+
+def resnet_contributes(model: CWTResNet) -> bool:
+    """False for a hybrid whose ResNet adds nothing to the logit (training kept the summary branch
+    alone): Grad-CAM of its ResNet is zero and explains nothing."""
+    if model.summary is None:
+        return True
+    last = model.head[-1]
+    return bool(model.resnet_weight != 0 and (last.weight.abs().sum() > 0 or last.bias.abs().sum() > 0))
 
 
 def count_parameters(model: nn.Module) -> int:

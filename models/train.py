@@ -50,6 +50,11 @@ class TrainConfig:
     # "source-class": every (data set, class) cell weighs the same, so a seizure data set's own
     # negatives count as much as hours of healthy EEG; "class": positives weighted up to the negatives
     balance: str = "source-class"
+    # a hybrid model: the ResNet on channel-window-relative log power plus a linear branch on
+    # montage-free absolute and relative band-power summaries (needs spec relative "none")
+    summary_branch: bool = False
+    summary_c: float = 0.1  # inverse L2 strength of the summary branch's logistic regression
+    resnet_weight: float = 1.0  # logit = summary + resnet_weight x ResNet (hybrid only)
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
@@ -144,6 +149,52 @@ class Augmenter:
                 drop[self.ft_idx] = True
             x[i, drop] = self.floor
         return x
+
+
+def band_rows(spec: FeatureSpec) -> list[tuple[int, int]]:
+    """Each EEG band's rows of the CWT image, as (first, stop)."""
+    rows = []
+    for name, mask in spec.band_slices().items():
+        idx = np.flatnonzero(mask)
+        if idx.size == 0 or idx[-1] - idx[0] + 1 != idx.size:
+            raise ValueError(f"feature spec: the {name} band has no contiguous run of CWT frequencies")
+        rows.append((int(idx[0]), int(idx[-1]) + 1))
+    return rows
+
+
+def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
+    """The network `cfg` asks for, for a spec with fitted normalisation."""
+    if not cfg.summary_branch:
+        return CWTResNet(len(spec.channels), cfg.width)
+    if spec.relative != "none":
+        raise ValueError(f"a summary-branch model derives relative power itself; its feature spec needs relative "
+                         f"'none', not {spec.relative!r}")
+    model = CWTResNet(len(spec.channels), cfg.width, band_rows=band_rows(spec), n_freqs=len(spec.freqs_hz),
+                      resnet_weight=cfg.resnet_weight)
+    model.set_input_normalisation(spec.norm_mean, spec.norm_std)
+    return model
+
+
+def fit_summary_branch(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, c: float,
+                       chunk: int = 256) -> None:
+    """Fit a hybrid model's summary branch as a weighted, L2-regularised logistic regression on
+    un-augmented training windows (x: log10 power), then freeze it."""
+    from sklearn.linear_model import LogisticRegression
+
+    branch = model.summary
+    with torch.no_grad():
+        feats = torch.cat([branch.summaries(torch.as_tensor(np.asarray(x[i:i + chunk]), dtype=torch.float32))
+                           for i in range(0, len(y), chunk)]).double().numpy()
+    mean, std = feats.mean(0), feats.std(0)
+    std[std == 0] = 1.0
+    lr = LogisticRegression(C=c, max_iter=5000).fit((feats - mean) / std, y, sample_weight=weights)
+    with torch.no_grad():
+        branch.feature_mean.copy_(torch.as_tensor(mean))
+        branch.feature_std.copy_(torch.as_tensor(std))
+        branch.linear.weight.copy_(torch.as_tensor(lr.coef_))
+        branch.linear.bias.copy_(torch.as_tensor(lr.intercept_))
+    for p in branch.parameters():
+        p.requires_grad_(False)
 
 
 def _normaliser(spec: FeatureSpec):
@@ -264,15 +315,19 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     mean, std = fit_normalisation(xtr, spec)
     spec = FeatureSpec(**{**spec.to_dict(), "norm_mean": mean, "norm_std": std})
     norm = _normaliser(spec)
-    model = CWTResNet(len(spec.channels), cfg.width).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     pos_weight = torch.tensor((len(ytr) - ytr.sum()) / ytr.sum())
     if cfg.balance == "source-class":
         weights = sample_weights(ytr, src)
     else:  # positives weighted up to the negatives
         weights = np.where(ytr > 0, float(pos_weight), 1.0).astype(np.float32)
         weights *= len(weights) / weights.sum()
+    model = build_model(spec, cfg)
+    if model.summary is not None:
+        fit_summary_branch(model, xtr, ytr, weights, cfg.summary_c)
+    model = model.to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                            weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     bce = nn.BCEWithLogitsLoss(reduction="none")
     val_loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight)
     dataset = WindowDataset(xtr, ytr, weights, spec, Augmenter(spec, cfg), cfg.seed)
@@ -299,6 +354,19 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
             + (" (it had stopped early)" if state.get("finished") else ""))
         if state.get("finished"):
             start = cfg.epochs + 1
+    def validate():
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model(norm(xva[i:i + 64]).to(device)).float().cpu()
+                                for i in range(0, len(xva), 64)]) if len(xva) else None
+        return logits, float(val_loss_fn(logits, torch.as_tensor(yva))) if logits is not None else float("nan")
+
+    if model.summary is not None and start == 1:
+        # the fitted summary branch alone (the ResNet's output layer starts at zero) is "epoch 0":
+        # the ResNet is kept only from an epoch that beats it on validation loss
+        _, vloss0 = validate()
+        best = (vloss0, {k: v.detach().clone() for k, v in model.state_dict().items()}, 0)
+        log(f"epoch  0: summary branch alone, val_loss {vloss0:.4f}")
     tty = sys.stdout.isatty() and rank == 0
     for epoch in range(start, cfg.epochs + 1):
         t0 = time.perf_counter()
@@ -324,11 +392,7 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
         if world > 1:  # BatchNorm running statistics: every rank takes rank 0's, so all validate alike
             for buf in model.buffers():
                 dist.broadcast(buf, 0)
-        model.eval()
-        with torch.no_grad():
-            logits = torch.cat([model(norm(xva[i:i + 64]).to(device)).float().cpu()
-                                for i in range(0, len(xva), 64)]) if len(xva) else None
-        vloss = float(val_loss_fn(logits, torch.as_tensor(yva))) if logits is not None else float("nan")
+        logits, vloss = validate()
         if world > 1:  # one early-stopping decision for all ranks: rank 0's
             shared = torch.tensor([vloss], device=device)
             dist.broadcast(shared, 0)

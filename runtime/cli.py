@@ -86,8 +86,13 @@ def _add_train(sub):
     p.add_argument("--spec", help="feature spec JSON (default: 18-channel double banana, 40 freqs 1-40 Hz)")
     p.add_argument("--montage", choices=["double-banana", "chbmit-23"], default=None,
                    help="channels when no --spec: the 18-channel double banana (default) or CHB-MIT's 23")
+    p.add_argument("--architecture", choices=["hybrid", "resnet"], default="hybrid",
+                   help="hybrid (default): a logistic regression on montage-free band-power summaries, fitted "
+                   "first, plus the ResNet on channel-relative power, kept only where it lowers the validation "
+                   "loss; resnet: the ResNet alone")
     p.add_argument("--relative", choices=["none", "channel-window"], default=None,
-                   help="features relative to each channel's own window power (default: channel-window)")
+                   help="resnet only: features relative to each channel's own window power (default: "
+                   "channel-window); the hybrid takes absolute power and makes the ResNet's input relative itself")
     p.add_argument("--threshold-rule", default="youden", type=_threshold_rule,
                    help="threshold on validation windows: youden, or specificity:S (e.g. specificity:0.99)")
     p.add_argument("--width", type=POSITIVE, default=0.125)

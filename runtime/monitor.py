@@ -515,10 +515,12 @@ class Monitor:
             occ = occlude(self.scorer, self.spec, log_power, self.scorer.transform.log_power(base))
             payload.update({**occ.to_json(), "baseline": base_info,
                             "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
-            if self.gradcam_checkpoint:
-                fi = self._gradcam.band_importance(feats)
+            fi = self._gradcam.band_importance(feats) if self.gradcam_checkpoint else None
+            if fi is not None:
                 payload["band_importance"] = fi
                 payload["fri_matrix"] = band_region_matrix(fi, occ.region_importance()).round(6).tolist()
+            elif self.gradcam_checkpoint:  # a hybrid that kept its summary branch alone: nothing to map
+                payload["gradcam"] = "none: this model's ResNet adds nothing to its score; bands come from occlusion"
         except Exception as e:  # an explanation must never cost the alert or the monitoring
             self._record({"event": "explanation_failed", "alert_id": alert["alert_id"],
                           "error": f"{type(e).__name__}: {e}"})

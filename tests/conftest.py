@@ -83,3 +83,24 @@ def tiny_model(synthetic_dir, tmp_path_factory):
     onnx_path = export_onnx(ckpt, d / "tiny.onnx")
     return {"checkpoint": ckpt, "onnx": onnx_path, "spec": fspec, "threshold": thr, "history": hist,
             "windows": ws, "val": val}
+
+
+@pytest.fixture(scope="session")
+def tiny_hybrid(synthetic_dir, tmp_path_factory):
+    """The shipped architecture, slim: summary branch (fitted first) + ResNet, and its ONNX export."""
+    pytest.importorskip("torch")
+    from ictal.export.onnx_export import export_onnx
+    from ictal.models.data import build_windows
+    from ictal.models.train import TrainConfig, save_checkpoint, train_model
+
+    spec = tiny_spec()
+    ws = build_windows(synthetic_dir, spec, hop_s=5.0, seizure_hop_s=3.0, log=lambda *_: None)
+    val = np.isin(ws.groups, ["syn05", "syn04"])
+    cfg = TrainConfig(width=0.125, epochs=3, patience=3, batch_size=16, seed=0, summary_branch=True)
+    tr, va = ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val))
+    lines = []
+    model, fspec, thr, hist = train_model(tr, va, spec, cfg, log=lines.append)
+    d = tmp_path_factory.mktemp("hybrid")
+    ckpt = save_checkpoint(d / "hybrid.pt", model, fspec, thr, history=hist)
+    return {"checkpoint": ckpt, "onnx": export_onnx(ckpt, d / "hybrid.onnx"), "log": lines, "windows": ws,
+            "val": val, "train": tr}

@@ -112,3 +112,87 @@ def test_scorer_given_a_checkpoint_asks_for_the_onnx(tiny_model):
 
     with pytest.raises(ModelError, match="torch checkpoint; scoring needs the exported .onnx"):
         Scorer(tiny_model["checkpoint"])
+
+
+def _hybrid(spec=None):
+    from ictal.models.train import TrainConfig, build_model
+    from ictal.runtime.features import FeatureSpec
+
+    spec = spec or FeatureSpec(norm_mean=[1.0] * 40, norm_std=[0.5] * 40)
+    return build_model(spec, TrainConfig(summary_branch=True)).eval(), spec
+
+
+def test_hybrid_resnet_sees_no_channel_gain_and_summaries_no_channel_order():
+    model, spec = _hybrid()
+    rng = np.random.default_rng(0)
+    log_power = torch.as_tensor(rng.normal(1.0, 0.5, (2, *spec.input_shape)), dtype=torch.float32)
+    std = torch.as_tensor(spec.norm_std)[:, None]
+    x = (log_power - torch.as_tensor(spec.norm_mean)[:, None]) / std
+    gain_db = torch.as_tensor(rng.uniform(-20, 20, spec.input_shape[0]), dtype=torch.float32)
+    louder = x + (gain_db / 10.0)[None, :, None, None] / std  # log10 power rises by dB/10 on every row
+    with torch.no_grad():
+        # the ResNet branch: identical input whatever each channel's gain (amplifier, population)
+        assert torch.allclose(model.resnet_input(x), model.resnet_input(louder), atol=1e-4)
+        # the summary branch sees amplitude ...
+        assert not torch.allclose(model.summary(model.log_power(x)), model.summary(model.log_power(louder)))
+        # ... but not which channel is which: a montage's order does not matter
+        perm = torch.as_tensor(rng.permutation(spec.input_shape[0]))
+        assert torch.allclose(model.summary.summaries(model.log_power(x)),
+                              model.summary.summaries(model.log_power(x[:, perm])), atol=1e-5)
+
+
+def test_hybrid_needs_absolute_features():
+    from ictal.runtime.features import FeatureSpec
+
+    with pytest.raises(ValueError, match="relative 'none', not 'channel-window'"):
+        _hybrid(FeatureSpec(relative="channel-window", norm_mean=[0.0] * 40, norm_std=[1.0] * 40))
+
+
+def test_hybrid_summary_branch_is_a_logistic_regression_fitted_before_the_resnet(tiny_hybrid):
+    from sklearn.linear_model import LogisticRegression
+
+    from ictal.models.data import binary_target, unambiguous
+    from ictal.models.train import sample_weights
+
+    model, spec, thr, meta = load_checkpoint(tiny_hybrid["checkpoint"])
+    assert meta["model"]["band_rows"] and spec.relative == "none"
+    # epoch 0 is the summary branch alone; the ResNet is kept only if an epoch beat it on validation
+    assert any(line.startswith("epoch  0: summary branch alone") for line in tiny_hybrid["log"])
+    # the branch is the weighted logistic regression on the standardised summaries, frozen through training
+    tr = tiny_hybrid["train"]
+    keep = unambiguous(tr.label)
+    y = binary_target(tr.label[keep])
+    with torch.no_grad():
+        feats = model.summary.summaries(torch.as_tensor(tr.x[keep])).double().numpy()
+    z = (feats - feats.mean(0)) / feats.std(0)
+    ref = LogisticRegression(C=0.1, max_iter=5000).fit(z, y, sample_weight=sample_weights(y, np.asarray(tr.source)[keep]))
+    assert np.allclose(model.summary.linear.weight.detach().numpy(), ref.coef_, atol=1e-3)
+    # and the hybrid detects the synthetic seizures of held-out recordings
+    ws = tiny_hybrid["windows"].subset(np.flatnonzero(tiny_hybrid["val"]))
+    yv = ws.label >= 0.5
+    clear = (ws.label == 0) | yv
+    assert auroc(yv[clear], predict_proba(model, spec, ws.x)[clear]) > 0.9
+
+
+def test_hybrid_exports_to_onnx_with_the_same_scores(tiny_hybrid):
+    from ictal.runtime.scorer import Scorer
+
+    model, spec, _, _ = load_checkpoint(tiny_hybrid["checkpoint"])
+    x = tiny_hybrid["windows"].x[:24]
+    p_torch = predict_proba(model, spec, x)
+    p_onnx = Scorer(tiny_hybrid["onnx"]).predict_log_power(x)
+    assert np.abs(p_torch - p_onnx).max() < 1e-4
+
+
+def test_grad_cam_of_a_hybrid_whose_resnet_adds_nothing_is_none_not_a_map_of_zeros():
+    from ictal.models.explain import GradCAMExplainer
+    from ictal.models.resnet import resnet_contributes
+
+    model, spec = _hybrid()
+    x = np.random.default_rng(1).normal(size=spec.input_shape).astype(np.float32)
+    assert not resnet_contributes(model)  # the ResNet's output layer starts at zero
+    assert GradCAMExplainer(model, spec).band_importance(x) is None
+    with torch.no_grad():
+        model.head[-1].weight.fill_(0.1)
+    fi = GradCAMExplainer(model, spec).band_importance(x)
+    assert resnet_contributes(model) and max(fi.values()) == pytest.approx(1.0)
