@@ -339,9 +339,10 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
         r = f["methods"]
         row = [f["fold"].split(":", 1)[-1]]
         row += [_fmt(r[m]["window"]["auroc"]) for m in methods]
-        within = f.get("within_patient_auroc", {})
-        row += [_fmt(float(np.nanmean(list(within[m].values())))) if within.get(m) and
-                np.isfinite(list(within[m].values())).any() else "–" for m in methods]
+        within = {m: np.array([np.nan if v is None else v for v in w.values()], float)  # null in JSON = NaN
+                  for m, w in f.get("within_patient_auroc", {}).items()}
+        row += [_fmt(float(np.nanmean(within[m]))) if m in within and np.isfinite(within[m]).any() else "–"
+                for m in methods]
         row += [f"{r[m]['event']['detected']}/{r[m]['event']['n_events']}" for m in methods]
         row += [f"{r[m]['seizure_free']['false_alarms'] + r[m]['event']['false_alarms']} "
                 f"({_fmt(r[m]['seizure_free']['duration_h'])} h)" for m in methods]

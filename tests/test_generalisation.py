@@ -192,3 +192,20 @@ def test_within_patient_auroc_is_not_flattered_by_other_subjects_eeg():
     p = np.r_[np.linspace(0.6, 0.7, 5), np.linspace(0.75, 0.8, 5), np.full(20, 0.1)]  # own EEG scores higher
     assert auroc((ws.label >= 0.5).astype(float), p) == 0.8
     assert within_patient_auroc(ws, p) == {"chb07": 0.0}
+
+
+def test_cross_validation_table_renders_from_its_json_where_undefined_aurocs_are_null(tmp_path):
+    from ictal.models.evaluate import cv_markdown, write_json
+
+    method = {"window": {"auroc": 0.9}, "event": {"detected": 1, "n_events": 1, "false_alarms": 0},
+              "seizure_free": {"false_alarms": 2, "duration_h": 0.5, "false_alarms_per_24h": 96.0}}
+    res = {"pooled": {"model": method}, "comparison": {},
+           "folds": [{"fold": "lopo:neo01", "methods": {"model": method},
+                      # a patient without own non-seizure windows: NaN in memory, null in the JSON
+                      "within_patient_auroc": {"model": {"neo01": float("nan")}}},
+                     {"fold": "lopo:chb01", "methods": {"model": method},
+                      "within_patient_auroc": {"model": {"chb01": 0.75}}}]}
+    path = write_json(res, tmp_path / "cv.json")
+    assert json.loads(path.read_text())["folds"][0]["within_patient_auroc"]["model"]["neo01"] is None
+    table = cv_markdown(json.loads(path.read_text()))
+    assert "| neo01 | 0.90 | – | 1/1 | 2 (0.50 h) |" in table and "| chb01 | 0.90 | 0.75 |" in table
