@@ -54,7 +54,7 @@ class BandSummaryBranch(nn.Module):
         n = 6 * len(self.band_rows)
         self.register_buffer("feature_mean", torch.zeros(n))  # standardisation fitted with the regression
         self.register_buffer("feature_std", torch.ones(n))
-        self.linear = nn.Linear(6 * len(self.band_rows), 1)
+        self.linear = nn.Linear(n, 1)
 
     def summaries(self, log_power: torch.Tensor) -> torch.Tensor:
         bands = torch.stack([log_power[:, :, lo:hi].mean(dim=(2, 3)) for lo, hi in self.band_rows], -1)

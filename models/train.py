@@ -354,6 +354,7 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
             + (" (it had stopped early)" if state.get("finished") else ""))
         if state.get("finished"):
             start = cfg.epochs + 1
+
     def validate():
         model.eval()
         with torch.no_grad():
