@@ -45,15 +45,15 @@ def spec_from_args(args) -> FeatureSpec:
     hybrid = getattr(args, "architecture", "resnet") == "hybrid"
     if args.spec:
         spec = FeatureSpec.load(args.spec)
-        if hybrid and spec.relative != "none":
-            raise DataError(f"{args.spec}: 'relative' is {spec.relative!r}, but the hybrid model takes absolute power "
-                            "(relative 'none'); change the spec or use --architecture resnet")
-        return spec
-    channels = CHBMIT_CHANNELS if args.montage == "chbmit-23" else DOUBLE_BANANA
-    if hybrid and args.relative == "channel-window":
-        raise DataError("--relative channel-window: the hybrid model takes absolute power (it makes the ResNet's "
-                        "input relative itself and its summary branch needs amplitude); use --architecture resnet")
-    return FeatureSpec(channels=list(channels), relative=args.relative or ("none" if hybrid else "channel-window"))
+    else:
+        channels = CHBMIT_CHANNELS if args.montage == "chbmit-23" else DOUBLE_BANANA
+        spec = FeatureSpec(channels=list(channels), relative=args.relative or ("none" if hybrid else "channel-window"))
+    if hybrid and spec.relative != "none":  # build_model would refuse it too, but only after loading the data
+        where = args.spec or "--relative"
+        raise DataError(f"{where}: 'relative' is {spec.relative!r}, but the hybrid model takes absolute power "
+                        "(relative 'none': it makes the ResNet's input relative itself and its summary branch needs "
+                        "amplitude); use --architecture resnet")
+    return spec
 
 
 def _print_cv(name: str, res: dict) -> None:
