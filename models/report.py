@@ -30,15 +30,19 @@ from .evaluate import event_counts_by_recording, summarise, write_json
 from .explain import GradCAMPlusPlus, IntegratedGradients, band_importance
 from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
+from .resnet import resnet_contributes
 from .train import predict_proba
 
 LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
 
 
 # ---------------------------------------------------------------- plain-language summary
-def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float = 0.0, step_s: float = 2.0) -> str:
+def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float = 0.0, step_s: float = 2.0,
+                  gradcam_meaningful: bool = True) -> str:
     """This window's own numbers in words: p, the Grad-CAM band over time, and what occlusion
-    (whole regions, and band × region cells) says carried the evidence."""
+    (whole regions, and band × region cells) says carried the evidence.
+
+    `gradcam_meaningful` is False for a hybrid whose ResNet adds nothing (`resnet_contributes`)."""
     cols = max(1, int(step_s * spec.columns_per_s))
     parts = []
     for k in range(0, fti.shape[1], cols):
@@ -55,9 +59,12 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
     verdict = "seizure" if p >= threshold else "no seizure"
     text = [f"The model scored this 10-s window p(seizure) = {p:.3f} (logit {occ.logit:+.2f}; threshold "
             f"{threshold:.3f}): {verdict}."]
-    if not np.any(fti):
+    if not gradcam_meaningful:
         text.append("Grad-CAM: none; this model's ResNet adds nothing to its score (training kept its band-power "
                     "summary branch alone), so the bands below come from occlusion.")
+    elif not np.any(fti):
+        text.append("Grad-CAM: all zero for this window (no positive gradient reached the last residual block), "
+                    "so the bands below come from occlusion.")
     else:
         text.append("Grad-CAM's strongest band over time: " + "; ".join(
             f"{b} ({BANDS_HZ[b][0]:g}–{BANDS_HZ[b][1]:g} Hz) from {a:g} to {e:g} s" for a, e, b in merged) + ".")
@@ -356,7 +363,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
             stem = f"ex{n_done:02d}_{kind.replace(' ', '_')}"
             title = f"Example {n_done}: {kind} · {w.recording} {w.start_s:g}–{w.end_s:g} s · p = {seg.p:.3f}"
             ex = example_figures(interp, eeg, seg, out, stem, title)
-            summary = plain_summary(ex["maps"]["gradcam"], spec, seg.occlusion, thr, start_s=w.start_s)
+            summary = plain_summary(ex["maps"]["gradcam"], spec, seg.occlusion, thr, start_s=w.start_s,
+                                    gradcam_meaningful=resnet_contributes(interp.model))
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
             band, region = seg.occlusion.top_cell()
             md += [f"### Example {n_done}: {kind}", "",

@@ -140,3 +140,22 @@ def test_report_has_metrics_of_the_data_events_examples_and_falls_back_without_l
     for line in md.splitlines():
         if line.startswith("![") and "](" in line:
             assert (tmp_path / line.split("](")[1].rstrip(")")).stat().st_size > 5_000
+
+
+def test_plain_summary_tells_a_dead_resnet_from_a_zero_gradcam_map():
+    from ictal.models.report import plain_summary
+    from ictal.runtime.features import FeatureSpec
+    from ictal.runtime.occlusion import Occlusion
+
+    spec = FeatureSpec()
+    joint = np.zeros((5, 5))
+    joint[1, 2] = 0.8  # theta in the third region carries the evidence
+    occ = Occlusion(list(spec.channels), logit=1.2, p=0.77, channel_dlogit=np.zeros(18), channel_dp=np.zeros(18),
+                    joint_dlogit=joint, joint_dp=joint / 4, region_dlogit=np.array([0.0, 0.0, 0.9, 0.0, 0.0]),
+                    band_dlogit=np.zeros(5))
+    zero_map = np.zeros(spec.input_shape[1:])
+    dead = plain_summary(zero_map, spec, occ, 0.5, gradcam_meaningful=False)
+    quiet = plain_summary(zero_map, spec, occ, 0.5)
+    assert "ResNet adds nothing" in dead and "ResNet adds nothing" not in quiet
+    assert "all zero for this window" in quiet
+    assert "p(seizure) = 0.770" in dead and "theta in the" in dead
