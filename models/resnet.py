@@ -11,6 +11,8 @@ default 40, at least two per EEG band — and Grad-CAM can tell delta from theta
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -41,17 +43,20 @@ class BandSummaryBranch(nn.Module):
     """A linear detector on montage-free summaries of absolute and relative band power.
 
     Per channel: mean log10 power of each band over the window (absolute) and the same minus
-    the channel's log10 total over the bands (relative). Per band: median, max and standard
-    deviation over channels: 6 × n_bands numbers that do not depend on which channels a
-    montage has or in what order. Standardised, then one linear layer.
+    the channel's log10 total over the bands (relative). With `spectral_entropy`, also the
+    normalised Shannon entropy of the channel's window spectrum (0: one frequency, 1: flat),
+    low for a rhythmic discharge. Per feature: median, max and standard deviation over
+    channels, numbers that do not depend on which channels a montage has or in what order.
+    Standardised, then one linear layer.
 
     L : Tensor, shape (batch, n_channels, n_freqs, n_times), log10 power → logits (batch,).
     """
 
-    def __init__(self, band_rows: list[tuple[int, int]]):
+    def __init__(self, band_rows: list[tuple[int, int]], spectral_entropy: bool = False):
         super().__init__()
         self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
-        n = 6 * len(self.band_rows)
+        self.spectral_entropy = bool(spectral_entropy)
+        n = 6 * len(self.band_rows) + (3 if self.spectral_entropy else 0)
         self.register_buffer("feature_mean", torch.zeros(n))  # standardisation fitted with the regression
         self.register_buffer("feature_std", torch.ones(n))
         self.linear = nn.Linear(n, 1)
@@ -59,8 +64,14 @@ class BandSummaryBranch(nn.Module):
     def summaries(self, log_power: torch.Tensor) -> torch.Tensor:
         bands = torch.stack([log_power[:, :, lo:hi].mean(dim=(2, 3)) for lo, hi in self.band_rows], -1)
         total = torch.log10(torch.pow(10.0, bands).sum(-1, keepdim=True))
+        per_channel_features = [bands, bands - total]  # each (batch, channels, k)
+        if self.spectral_entropy:
+            # 10^s / sum(10^s) is a softmax of s·ln 10: the spectrum's share per frequency, stably
+            log_share = torch.log_softmax(log_power.mean(dim=3) * math.log(10.0), dim=-1)
+            entropy = -(log_share.exp() * log_share).sum(-1) / math.log(log_share.shape[-1])
+            per_channel_features.append(entropy.unsqueeze(-1))
         out = []
-        for per_channel in (bands, bands - total):  # (batch, channels, bands)
+        for per_channel in per_channel_features:
             ordered, _ = torch.sort(per_channel, dim=1)
             c = ordered.shape[1]
             median = 0.5 * (ordered[:, (c - 1) // 2] + ordered[:, c // 2])
@@ -86,7 +97,7 @@ class CWTResNet(nn.Module):
 
     def __init__(self, n_channels: int = 23, width: float = 1.0, dropout: float = 0.3,
                  band_rows: list[tuple[int, int]] | None = None, n_freqs: int | None = None,
-                 resnet_weight: float = 1.0):
+                 resnet_weight: float = 1.0, spectral_entropy: bool = False):
         super().__init__()
         widths = [max(4, int(round(c * width))) for c in (64, 128, 256, 512)]
         self.config = {"n_channels": n_channels, "width": width, "dropout": dropout}
@@ -95,9 +106,9 @@ class CWTResNet(nn.Module):
             if not n_freqs:
                 raise ValueError("a hybrid CWTResNet (band_rows) needs n_freqs")
             self.config.update(band_rows=[list(r) for r in band_rows], n_freqs=n_freqs,
-                               resnet_weight=resnet_weight)
+                               resnet_weight=resnet_weight, spectral_entropy=bool(spectral_entropy))
             self.resnet_weight = resnet_weight
-            self.summary = BandSummaryBranch(band_rows)
+            self.summary = BandSummaryBranch(band_rows, spectral_entropy)
             self.register_buffer("input_mean", torch.zeros(n_freqs))
             self.register_buffer("input_std", torch.ones(n_freqs))
             # per-frequency standardisation of the relative log power, statistics learnt in training

@@ -55,6 +55,7 @@ class TrainConfig:
     summary_branch: bool = False
     summary_c: float = 0.1  # inverse L2 strength of the summary branch's logistic regression
     resnet_weight: float = 1.0  # logit = summary + resnet_weight x ResNet (hybrid only)
+    spectral_entropy: bool = True  # the summary branch also sees each channel's spectral entropy
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
@@ -170,7 +171,7 @@ def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
         raise ValueError(f"a summary-branch model derives relative power itself; its feature spec needs relative "
                          f"'none', not {spec.relative!r}")
     model = CWTResNet(len(spec.channels), cfg.width, band_rows=band_rows(spec), n_freqs=len(spec.freqs_hz),
-                      resnet_weight=cfg.resnet_weight)
+                      resnet_weight=cfg.resnet_weight, spectral_entropy=cfg.spectral_entropy)
     model.set_input_normalisation(spec.norm_mean, spec.norm_std)
     return model
 

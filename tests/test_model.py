@@ -141,6 +141,21 @@ def test_hybrid_resnet_sees_no_channel_gain_and_summaries_no_channel_order():
                               model.summary.summaries(model.log_power(x[:, perm])), atol=1e-5)
 
 
+def test_summary_entropy_is_low_for_a_rhythmic_discharge_and_gain_free():
+    model, spec = _hybrid()
+    n_ch, n_f, n_t = spec.input_shape
+    f = np.asarray(spec.freqs_hz)
+    background = np.tile(-1.5 * np.log10(f)[None, :, None], (n_ch, 1, n_t))  # 1/f^1.5 power
+    rhythmic = background.copy()
+    rhythmic[:, np.argmin(abs(f - 3.0))] += 3.0  # a 3 Hz discharge 1000x above the background
+    louder = background + 2.0                     # 20 dB more gain, same spectral shape
+    entropy = model.summary.summaries(torch.as_tensor(np.stack([background, rhythmic, louder]),
+                                                      dtype=torch.float32))[:, -3].numpy()  # median over channels
+    assert 0.0 <= entropy.min() and entropy.max() <= 1.0
+    assert entropy[1] < entropy[0] - 0.1
+    assert entropy[2] == pytest.approx(entropy[0], abs=1e-5)
+
+
 def test_hybrid_needs_absolute_features():
     from ictal.runtime.features import FeatureSpec
 
