@@ -17,12 +17,29 @@ from ictal.runtime.scorer import META_GRAPH, Scorer, file_sha256, metadata_json,
 PARITY_TOL = 1e-4
 
 
+class SummaryBranchLogit(torch.nn.Module):
+    """A hybrid whose ResNet adds nothing (`resnet_contributes` is False), as the function it
+    computes: the summary branch on the input's log power. Exporting this instead of the whole
+    network gives the same logits without the dead ResNet's time and memory at the bedside."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.summary(self.model.log_power(x))
+
+
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
+    from ictal.models.resnet import resnet_contributes
+
     model, spec, threshold, meta = load_checkpoint(checkpoint)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, *spec.input_shape)
-    torch.onnx.export(model, (dummy,), str(output), input_names=["cwt"], output_names=["logit"],
+    graph = "whole network" if resnet_contributes(model) else "summary branch only (the ResNet adds nothing)"
+    exported = model if resnet_contributes(model) else SummaryBranchLogit(model).eval()
+    torch.onnx.export(exported, (dummy,), str(output), input_names=["cwt"], output_names=["logit"],
                       dynamic_axes={"cwt": {0: "batch"}, "logit": {0: "batch"}}, opset_version=opset,
                       dynamo=False)
     proto = onnx.load(str(output))
@@ -31,6 +48,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
                                 meta.get("classical_peers")).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "ictal.graph", graph
     proto.producer_name = "ictal"
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, str(output))

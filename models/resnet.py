@@ -52,10 +52,12 @@ class BandSummaryBranch(nn.Module):
     L : Tensor, shape (batch, n_channels, n_freqs, n_times), log10 power → logits (batch,).
     """
 
-    def __init__(self, band_rows: list[tuple[int, int]], spectral_entropy: bool = False):
+    def __init__(self, band_rows: list[tuple[int, int]], spectral_entropy: bool = False, n_freqs: int | None = None):
         super().__init__()
         self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
         self.spectral_entropy = bool(spectral_entropy)
+        # the entropy of a flat spectrum over all the CWT's frequencies: entropy 1
+        self.max_entropy = math.log(n_freqs or self.band_rows[-1][1])
         n = 6 * len(self.band_rows) + (3 if self.spectral_entropy else 0)
         self.register_buffer("feature_mean", torch.zeros(n))  # standardisation fitted with the regression
         self.register_buffer("feature_std", torch.ones(n))
@@ -68,7 +70,7 @@ class BandSummaryBranch(nn.Module):
         if self.spectral_entropy:
             # 10^s / sum(10^s) is a softmax of s·ln 10: the spectrum's share per frequency, stably
             log_share = torch.log_softmax(log_power.mean(dim=3) * math.log(10.0), dim=-1)
-            entropy = -(log_share.exp() * log_share).sum(-1) / math.log(log_share.shape[-1])
+            entropy = -(log_share.exp() * log_share).sum(-1) / self.max_entropy
             per_channel_features.append(entropy.unsqueeze(-1))
         out = []
         for per_channel in per_channel_features:
@@ -108,7 +110,7 @@ class CWTResNet(nn.Module):
             self.config.update(band_rows=[list(r) for r in band_rows], n_freqs=n_freqs,
                                resnet_weight=resnet_weight, spectral_entropy=bool(spectral_entropy))
             self.resnet_weight = resnet_weight
-            self.summary = BandSummaryBranch(band_rows, spectral_entropy)
+            self.summary = BandSummaryBranch(band_rows, spectral_entropy, n_freqs)
             self.register_buffer("input_mean", torch.zeros(n_freqs))
             self.register_buffer("input_std", torch.ones(n_freqs))
             # per-frequency standardisation of the relative log power, statistics learnt in training

@@ -189,14 +189,33 @@ def test_hybrid_summary_branch_is_a_logistic_regression_fitted_before_the_resnet
     assert auroc(yv[clear], predict_proba(model, spec, ws.x)[clear]) > 0.9
 
 
-def test_hybrid_exports_to_onnx_with_the_same_scores(tiny_hybrid):
+def test_hybrid_exports_to_onnx_with_the_same_scores_and_drops_a_resnet_that_adds_nothing(tiny_hybrid, tmp_path):
+    import onnx
+
+    from ictal.export.onnx_export import export_onnx
+    from ictal.models.resnet import resnet_contributes
+    from ictal.models.train import save_checkpoint
     from ictal.runtime.scorer import Scorer
 
-    model, spec, _, _ = load_checkpoint(tiny_hybrid["checkpoint"])
+    model, spec, thr, _ = load_checkpoint(tiny_hybrid["checkpoint"])
     x = tiny_hybrid["windows"].x[:24]
-    p_torch = predict_proba(model, spec, x)
-    p_onnx = Scorer(tiny_hybrid["onnx"]).predict_log_power(x)
-    assert np.abs(p_torch - p_onnx).max() < 1e-4
+    with torch.no_grad():
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.zero_()
+    dead = export_onnx(save_checkpoint(tmp_path / "dead.pt", model, spec, thr), tmp_path / "dead.onnx")
+    p_dead = predict_proba(model, spec, x)
+    with torch.no_grad():
+        model.head[-1].weight.fill_(0.05)
+    assert resnet_contributes(model)
+    live = export_onnx(save_checkpoint(tmp_path / "live.pt", model, spec, thr), tmp_path / "live.onnx")
+    p_live = predict_proba(model, spec, x)
+    for path, p_torch, has_resnet in ((dead, p_dead, False), (live, p_live, True)):
+        proto = onnx.load(str(path))
+        assert any(n.op_type == "Conv" for n in proto.graph.node) == has_resnet
+        graph = {e.key: e.value for e in proto.metadata_props}["ictal.graph"]
+        assert graph.startswith("whole network" if has_resnet else "summary branch only")
+        assert np.abs(p_torch - Scorer(path).predict_log_power(x)).max() < 1e-4
+    assert np.abs(p_live - p_dead).max() > 1e-3  # the live ResNet does change the scores
 
 
 def test_grad_cam_of_a_hybrid_whose_resnet_adds_nothing_is_none_not_a_map_of_zeros():
