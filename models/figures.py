@@ -46,12 +46,13 @@ FRI_LABEL = "method's FRI = FI (max 1) × RI (region Δlogit, negatives as 0)"
 
 def matrices_figure(joints, fris, titles, path, suptitle: str, joint_stds=None, fri_stds=None) -> Path:
     """Per panel column: the joint band × region occlusion matrix (top row) and the method's
-    FRI (bottom row). Each matrix has its own colour scale: a shared one blanks the weak panels."""
+    FRI (bottom row; left out when `fris` is None: a model without a Grad-CAM map has no FRI).
+    Each matrix has its own colour scale: a shared one blanks the weak panels."""
     n = len(joints)
-    fig, axes = plt.subplots(2, n, figsize=(3.9 * n + 0.6, 7.2), dpi=110, squeeze=False)
+    rows = [(joints, joint_stds, True, JOINT_LABEL)] + ([(fris, fri_stds, False, FRI_LABEL)] if fris is not None else [])
+    fig, axes = plt.subplots(len(rows), n, figsize=(3.9 * n + 0.6, 3.6 * len(rows)), dpi=110, squeeze=False)
     for k in range(n):
-        for row, (mats, stds, signed, label) in enumerate(((joints, joint_stds, True, JOINT_LABEL),
-                                                           (fris, fri_stds, False, FRI_LABEL))):
+        for row, (mats, stds, signed, label) in enumerate(rows):
             ax = axes[row, k]
             draw_matrix(ax, np.asarray(mats[k]), (titles[k] + "\n" if row == 0 else "") +
                         ("joint band × region occlusion" if row == 0 else "method's FRI (rank 1)"),

@@ -29,6 +29,7 @@ from ictal.runtime.occlusion import Occlusion, band_region_matrix, occlude
 from ictal.runtime.windows import condition_recording
 
 from .explain import GradCAM, band_importance, relative
+from .resnet import resnet_contributes
 from .train import load_checkpoint
 
 
@@ -111,6 +112,8 @@ class Interpreter:
         self.cam_layer = cam_layer
         self.cam = GradCAM(self.model, getattr(self.model, cam_layer))
         self.scorer = TorchScorer(self.model)
+        # False for a hybrid whose ResNet adds nothing: its Grad-CAM maps (and the FRI) are zero
+        self.gradcam_meaningful = resnet_contributes(self.model)
 
     def _baseline(self, data: np.ndarray, start: int, seizures: list[Seizure], lookback_s: float = 60.0):
         """Quietest 10-s window ending by `start`, within the lookback; else the quietest seizure-free
@@ -182,7 +185,7 @@ def write_explanation(interp: Interpreter, edf, rec, data, seizures, segs, out_d
     np.savez_compressed(out / "explanation_maps.npz", fti_raw=raw,
                         fti_display=GradCAM.normalise(raw), starts_s=[s.start_s for s in segs],
                         freqs_hz=np.asarray(interp.spec.freqs_hz))
-    matrices_figure([s.joint for s in segs], [s.matrix for s in segs],
+    matrices_figure([s.joint for s in segs], [s.matrix for s in segs] if interp.gradcam_meaningful else None,
                     [f"{s.start_s:g}–{s.end_s:g} s · p={s.p:.2f}" for s in segs], out / "matrices.png",
                     f"{Path(edf).name} · band × region importance per 10-s segment")
     local_interpretation_figure(interp, Path(edf).name, data, seizures, segs, out / "local_interpretation.png")
@@ -239,9 +242,11 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
     # overall, then the patients with the most seizures (a figure of 30 columns is unreadable)
     shown = sorted(per_patient, key=lambda p: -len(per_patient[p]))[:4]
     panels = [("all patients", doc["overall"])] + [(p, doc["per_patient"][p]) for p in shown]
-    matrices_figure([d["joint_mean"] for _, d in panels], [d["fri_mean"] for _, d in panels],
+    matrices_figure([d["joint_mean"] for _, d in panels],
+                    [d["fri_mean"] for _, d in panels] if interp.gradcam_meaningful else None,
                     [f"{name} ({d['n_seizures']} seizures)" for name, d in panels], out / "global_interpretation.png",
                     f"Global interpretation · model {interp.name} · mean over seizures (± std); "
                     f"{len(shown)} of {len(per_patient)} patients shown, all in global_interpretation.json",
-                    joint_stds=[d["joint_std"] for _, d in panels], fri_stds=[d["fri_std"] for _, d in panels])
+                    joint_stds=[d["joint_std"] for _, d in panels],
+                    fri_stds=[d["fri_std"] for _, d in panels] if interp.gradcam_meaningful else None)
     return doc

@@ -30,7 +30,6 @@ from .evaluate import event_counts_by_recording, summarise, write_json
 from .explain import GradCAMPlusPlus, IntegratedGradients, band_importance
 from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
-from .resnet import resnet_contributes
 from .train import predict_proba
 
 LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
@@ -154,7 +153,8 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, seg, out: Path, stem: 
     ax[0].set_title(f"EEG of the 6 channels whose occlusion moved the logit most (Δlogit); {scale:g} µV apart",
                     fontsize=8)
     _imshow(ax[1], x.mean(axis=0), spec, "CWT log power, mean over channels", cbar_label="log10 µV²", t0=t0)
-    _imshow(ax[2], xn.mean(axis=0), spec, "model input (relative, standardised), mean over channels",
+    kind = "relative, standardised" if spec.relative != "none" else "log power, standardised"
+    _imshow(ax[2], xn.mean(axis=0), spec, f"model input ({kind}), mean over channels",
             cmap="cividis", cbar_label="z-score", t0=t0)
     fig.suptitle(title, fontsize=9)
     files["triptych"] = _save(fig, out / f"{stem}_input.png")
@@ -162,9 +162,12 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, seg, out: Path, stem: 
     maps = {}
     f = spec.freqs_hz
     extent = [t0, t0 + spec.window_s, f[0], f[-1]]
-    # Grad-CAM was computed with the segment's explanation; only Grad-CAM++ is new here
-    cam_pp = GradCAMPlusPlus(interp.model, getattr(interp.model, interp.cam_layer)).attribute(xn)[0]
-    for name, cam in (("gradcam", seg.fti_raw), ("gradcampp", cam_pp)):
+    maps["gradcam"] = seg.fti_raw  # computed with the segment's explanation
+    cams = []
+    if interp.gradcam_meaningful:  # a ResNet that adds nothing has zero maps: no overlays to draw
+        cams = [("gradcam", seg.fti_raw),
+                ("gradcampp", GradCAMPlusPlus(interp.model, getattr(interp.model, interp.cam_layer)).attribute(xn)[0])]
+    for name, cam in cams:
         maps[name] = cam
         fig, ax = plt.subplots(1, 1, figsize=(7, 3.6), dpi=100)
         ax.imshow(base, aspect="auto", origin="lower", extent=extent, cmap="gray")
@@ -197,8 +200,12 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, seg, out: Path, stem: 
     ax[2].set_title("Integrated Gradients per channel", fontsize=8)
     fig.suptitle(title, fontsize=9)
     files["ig"] = _save(fig, out / f"{stem}_ig.png")
-    matrices_figure([seg.joint], [seg.matrix], [title], out / f"{stem}_matrices.png",
-                    "top: joint band × region occlusion (Δlogit) · bottom: the method's FRI = Grad-CAM FI ⊗ RI")
+    if interp.gradcam_meaningful:
+        matrices_figure([seg.joint], [seg.matrix], [title], out / f"{stem}_matrices.png",
+                        "top: joint band × region occlusion (Δlogit) · bottom: the method's FRI = Grad-CAM FI ⊗ RI")
+    else:
+        matrices_figure([seg.joint], None, [title], out / f"{stem}_matrices.png",
+                        "joint band × region occlusion (Δlogit); no FRI: this model has no Grad-CAM map")
     files["matrices"] = f"{stem}_matrices.png"
     maps["ig_sum"] = float(attr.sum())
     maps["ig_delta"] = float(ig.logits(xn)[0] - ig.logits(baseline)[0])
@@ -210,7 +217,8 @@ LEGENDS = """## How to read the figures
 - **Confusion matrix:** blue intensity = fraction of the true class (row); TN/FP/FN/TP in each quadrant.
 - **EEG panels:** the derivations whose occlusion moved the logit most, with their Δlogit; the red bar at the
   right is the µV scale (the traces' spacing). Times are seconds from the start of the recording.
-- **CWT power:** viridis, log10 µV². **Model input:** cividis, relative log power standardised per frequency.
+- **CWT power:** viridis, log10 µV². **Model input:** cividis, the log power the model reads (relative to the
+  window for a ResNet-only model), standardised per frequency.
 - **Grad-CAM / Grad-CAM++ overlays:** inferno (perceptually uniform) at 60 % opacity over the grey model input;
   bright = most important, each map scaled to its own maximum. Dashed white lines: band edges (4, 8, 14, 30 Hz).
 - **Integrated Gradients:** diverging red–blue, symmetric around 0; **red = pushes toward seizure,
@@ -339,7 +347,12 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
     else:
         md += ["No cross-validation was stored with this model (trained without `--cv`); the leave-one-patient-out "
                "evaluation of the architecture is in MODEL_CARD.md and docs/lopo/."]
-    md += ["", LEGENDS, "## Examples", ""]
+    md += ["", LEGENDS]
+    if not interp.gradcam_meaningful:
+        md += ["**This model has no Grad-CAM map.** Its ResNet adds nothing to the score (training kept the "
+               "band-power summary branch alone), so Grad-CAM, Grad-CAM++ and the FRI would be all zero and are "
+               "not drawn. Occlusion (channels, band × region) and Integrated Gradients explain it.", ""]
+    md += ["## Examples", ""]
     picks = pick_examples(ws, p, thr, n_examples)
     missing = [k for k in KINDS if not picks[k]]
     if missing:
@@ -364,7 +377,7 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
             title = f"Example {n_done}: {kind} · {w.recording} {w.start_s:g}–{w.end_s:g} s · p = {seg.p:.3f}"
             ex = example_figures(interp, eeg, seg, out, stem, title)
             summary = plain_summary(ex["maps"]["gradcam"], spec, seg.occlusion, thr, start_s=w.start_s,
-                                    gradcam_meaningful=resnet_contributes(interp.model))
+                                    gradcam_meaningful=interp.gradcam_meaningful)
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
             band, region = seg.occlusion.top_cell()
             md += [f"### Example {n_done}: {kind}", "",
@@ -374,17 +387,20 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                    f"- p_seizure: {seg.p:.4f} (logit {seg.occlusion.logit:+.2f})",
                    f"- recording: `{path}` {w.start_s:g}–{w.end_s:g} s",
                    f"- occlusion: top region {seg.occlusion.top_regions(1)[0]}, strongest cell {band} in {region} "
-                   f"(Δlogit {float(seg.joint.max()):+.2f}); Grad-CAM dominant band {seg.dominant_band}",
+                   f"(Δlogit {float(seg.joint.max()):+.2f}); " + (
+                       f"Grad-CAM dominant band {seg.dominant_band}" if interp.gradcam_meaningful else
+                       "Grad-CAM: none (the ResNet adds nothing)"),
                    f"- occlusion baseline: {seg.baseline['kind']}" + (
                        f", {seg.baseline['start_s']:g}–{seg.baseline['end_s']:g} s" if "start_s" in seg.baseline else ""),
                    f"- Integrated Gradients completeness: Σ attributions {ex['maps']['ig_sum']:.3f} vs "
                    f"f(x) − f(baseline) {ex['maps']['ig_delta']:.3f} (logit)", "",
                    f"**Summary** ({source}): {summary}", "",
                    "Input (EEG, CWT power, model input):", "", f"![input]({ex['files']['triptych']})", "",
-                   "Band × region matrices:", "", f"![matrices]({ex['files']['matrices']})", "",
-                   "Grad-CAM overlay:", "", f"![grad-cam]({ex['files']['gradcam']})", "",
-                   "Grad-CAM++ overlay:", "", f"![grad-cam++]({ex['files']['gradcampp']})", "",
-                   "Integrated-Gradients triptych:", "", f"![ig]({ex['files']['ig']})", ""]
+                   "Band × region matrices:", "", f"![matrices]({ex['files']['matrices']})", ""]
+            if interp.gradcam_meaningful:
+                md += ["Grad-CAM overlay:", "", f"![grad-cam]({ex['files']['gradcam']})", "",
+                       "Grad-CAM++ overlay:", "", f"![grad-cam++]({ex['files']['gradcampp']})", ""]
+            md += ["Integrated-Gradients triptych:", "", f"![ig]({ex['files']['ig']})", ""]
             log(f"example {n_done}: {kind} {w.recording} {w.start_s:g} s p={seg.p:.3f}")
     write_json({"threshold_applied": thr, "on_data": on_data, "events_per_recording": events,
                 "examples_missing": missing,

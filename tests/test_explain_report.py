@@ -159,3 +159,21 @@ def test_plain_summary_tells_a_dead_resnet_from_a_zero_gradcam_map():
     assert "ResNet adds nothing" in dead and "ResNet adds nothing" not in quiet
     assert "all zero for this window" in quiet
     assert "p(seizure) = 0.770" in dead and "theta in the" in dead
+
+
+def test_report_of_a_hybrid_whose_resnet_adds_nothing_draws_no_gradcam_and_says_why(tiny_hybrid, synthetic_dir,
+                                                                                     tmp_path):
+    from ictal.models.report import write_report
+    from ictal.models.train import load_checkpoint, save_checkpoint
+
+    model, spec, thr, _ = load_checkpoint(tiny_hybrid["checkpoint"])
+    with torch.no_grad():  # the shipped case: training kept the summary branch alone
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.zero_()
+    ckpt = save_checkpoint(tmp_path / "dead.pt", model, spec, thr)
+    report = write_report(ckpt, synthetic_dir, tmp_path / "r", n_examples=1, hop_s=10.0, log=lambda *_: None)
+    md = report.read_text()
+    assert "This model has no Grad-CAM map" in md and "Grad-CAM: none (the ResNet adds nothing)" in md
+    assert "Grad-CAM overlay" not in md and "Grad-CAM dominant band" not in md
+    assert not list((tmp_path / "r").glob("*gradcam*.png"))
+    assert list((tmp_path / "r").glob("*_matrices.png")) and list((tmp_path / "r").glob("*_ig.png"))
