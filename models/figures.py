@@ -49,7 +49,9 @@ def matrices_figure(joints, fris, titles, path, suptitle: str, joint_stds=None, 
     FRI (bottom row; left out when `fris` is None: a model without a Grad-CAM map has no FRI).
     Each matrix has its own colour scale: a shared one blanks the weak panels."""
     n = len(joints)
-    rows = [(joints, joint_stds, True, JOINT_LABEL)] + ([(fris, fri_stds, False, FRI_LABEL)] if fris is not None else [])
+    rows = [(joints, joint_stds, True, JOINT_LABEL)]
+    if fris is not None:
+        rows.append((fris, fri_stds, False, FRI_LABEL))
     fig, axes = plt.subplots(len(rows), n, figsize=(3.9 * n + 0.6, 3.6 * len(rows)), dpi=110, squeeze=False)
     for k in range(n):
         for row, (mats, stds, signed, label) in enumerate(rows):

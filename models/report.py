@@ -62,8 +62,8 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
         text.append("Grad-CAM: none; this model's ResNet adds nothing to its score (training kept its band-power "
                     "summary branch alone), so the bands below come from occlusion.")
     elif not np.any(fti):
-        text.append("Grad-CAM: all zero for this window (no positive gradient reached the last residual block), "
-                    "so the bands below come from occlusion.")
+        text.append("Grad-CAM: all zero for this window (no part of the last residual block's map pushed toward "
+                    "seizure), so the bands below come from occlusion.")
     else:
         text.append("Grad-CAM's strongest band over time: " + "; ".join(
             f"{b} ({BANDS_HZ[b][0]:g}–{BANDS_HZ[b][1]:g} Hz) from {a:g} to {e:g} s" for a, e, b in merged) + ".")
@@ -201,11 +201,11 @@ def example_figures(interp: Interpreter, eeg: np.ndarray, seg, out: Path, stem: 
     fig.suptitle(title, fontsize=9)
     files["ig"] = _save(fig, out / f"{stem}_ig.png")
     if interp.gradcam_meaningful:
-        matrices_figure([seg.joint], [seg.matrix], [title], out / f"{stem}_matrices.png",
-                        "top: joint band × region occlusion (Δlogit) · bottom: the method's FRI = Grad-CAM FI ⊗ RI")
+        fris, suptitle = [seg.matrix], "top: joint band × region occlusion (Δlogit) · bottom: the method's FRI = " \
+                                       "Grad-CAM FI ⊗ RI"
     else:
-        matrices_figure([seg.joint], None, [title], out / f"{stem}_matrices.png",
-                        "joint band × region occlusion (Δlogit); no FRI: this model has no Grad-CAM map")
+        fris, suptitle = None, "joint band × region occlusion (Δlogit); no FRI: this model has no Grad-CAM map"
+    matrices_figure([seg.joint], fris, [title], out / f"{stem}_matrices.png", suptitle)
     files["matrices"] = f"{stem}_matrices.png"
     maps["ig_sum"] = float(attr.sum())
     maps["ig_delta"] = float(ig.logits(xn)[0] - ig.logits(baseline)[0])

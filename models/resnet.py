@@ -56,8 +56,10 @@ class BandSummaryBranch(nn.Module):
         super().__init__()
         self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
         self.spectral_entropy = bool(spectral_entropy)
+        if self.spectral_entropy and not n_freqs:
+            raise ValueError("a summary branch with spectral entropy needs n_freqs (the CWT's frequency count)")
         # the entropy of a flat spectrum over all the CWT's frequencies: entropy 1
-        self.max_entropy = math.log(n_freqs or self.band_rows[-1][1])
+        self.max_entropy = math.log(n_freqs) if self.spectral_entropy else 1.0
         n = 6 * len(self.band_rows) + (3 if self.spectral_entropy else 0)
         self.register_buffer("feature_mean", torch.zeros(n))  # standardisation fitted with the regression
         self.register_buffer("feature_std", torch.ones(n))
