@@ -209,3 +209,24 @@ def test_cross_validation_table_renders_from_its_json_where_undefined_aurocs_are
     assert json.loads(path.read_text())["folds"][0]["within_patient_auroc"]["model"]["neo01"] is None
     table = cv_markdown(json.loads(path.read_text()))
     assert "| neo01 | 0.90 | – | 1/1 | 2 (0.50 h) |" in table and "| chb01 | 0.90 | 0.75 |" in table
+
+
+def test_shipped_model_scores_a_recording_sampled_at_100_hz_like_the_original(tmp_path):
+    """Other hospitals record at other rates: the demo clip (256 Hz) written as a 100-Hz EDF
+    must give nearly the same p, and the same verdicts around the onset."""
+    from scipy.signal import resample_poly
+
+    from ictal.runtime.edf import Recording, write_edf
+    from ictal.runtime.scorer import score_edf
+    from ictal.runtime.shipped import DEMO_CLIP, SHIPPED_MODEL
+
+    rec = read_edf(DEMO_CLIP)
+    low = Recording(resample_poly(rec.data_uv, 25, 64, axis=1), 100.0, rec.labels, "clip_100hz.edf")
+    path = write_edf(low, tmp_path / "clip_100hz.edf")
+    at_256, at_100 = score_edf(SHIPPED_MODEL, DEMO_CLIP, hop_s=2.0), score_edf(SHIPPED_MODEL, path, hop_s=2.0)
+    n = min(len(at_256.p), len(at_100.p))
+    assert n >= 20 and np.allclose(at_256.start_s[:n], at_100.start_s[:n])
+    assert np.abs(at_256.p[:n] - at_100.p[:n]).max() < 0.1
+    thr = at_256.threshold
+    assert at_100.p[0] < thr  # the window before onset stays quiet
+    assert (at_100.p[:n] >= thr).mean() == pytest.approx((at_256.p[:n] >= thr).mean(), abs=0.1)
