@@ -37,8 +37,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, *spec.input_shape)
-    graph = "whole network" if resnet_contributes(model) else "summary branch only (the ResNet adds nothing)"
-    exported = model if resnet_contributes(model) else SummaryBranchLogit(model).eval()
+    if resnet_contributes(model):
+        exported, graph = model, "whole network"
+    else:
+        exported, graph = SummaryBranchLogit(model).eval(), "summary branch only (the ResNet adds nothing)"
     torch.onnx.export(exported, (dummy,), str(output), input_names=["cwt"], output_names=["logit"],
                       dynamic_axes={"cwt": {0: "batch"}, "logit": {0: "batch"}}, opset_version=opset,
                       dynamo=False)
