@@ -402,8 +402,8 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers = _loaded(model, threads)
-    rec = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
-                            source=source)
+    rec = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=hop_s,
+                            allow_missing=allow_missing, source=source)
     methods = score_methods(predict(rec.x), threshold, rec, peers) if rec.windows else {}
     return (WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
             {m: p.astype(np.float32) for m, (p, _) in methods.items()})

@@ -180,7 +180,8 @@ def test_hybrid_summary_branch_is_a_logistic_regression_fitted_before_the_resnet
     with torch.no_grad():
         feats = model.summary.summaries(torch.as_tensor(tr.x[keep])).double().numpy()
     z = (feats - feats.mean(0)) / feats.std(0)
-    ref = LogisticRegression(C=0.1, max_iter=5000).fit(z, y, sample_weight=sample_weights(y, np.asarray(tr.source)[keep]))
+    weights = sample_weights(y, np.asarray(tr.source)[keep])
+    ref = LogisticRegression(C=0.1, max_iter=5000).fit(z, y, sample_weight=weights)
     assert np.allclose(model.summary.linear.weight.detach().numpy(), ref.coef_, atol=1e-3)
     # and the hybrid detects the synthetic seizures of held-out recordings
     ws = tiny_hybrid["windows"].subset(np.flatnonzero(tiny_hybrid["val"]))
