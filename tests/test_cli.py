@@ -44,6 +44,33 @@ def test_train_with_cross_validation_writes_checkpoint_and_cv(synthetic_dir, tmp
     assert set(meta["classical_peers"]) >= {"line_length_threshold", "band_power_coef"}
 
 
+def test_train_with_leave_one_patient_out_takes_the_folds_mean_threshold(tmp_path):
+    """With --cv lopo the shipped threshold (model and peers) is the mean of the folds' own
+    validation thresholds, not the one the final model's few validation patients give."""
+    pytest.importorskip("torch")
+    import numpy as np
+
+    from ictal.stream_sim.synthetic import write_synthetic_edf
+
+    data = tmp_path / "data"
+    for i, seizures in enumerate([[(20, 45)], [(20, 45)], [(25, 50)], [(15, 40)], [(30, 55)], [(20, 45)], []]):
+        (data / f"pt{i}").mkdir(parents=True)  # a folder per patient
+        write_synthetic_edf(data / f"pt{i}" / f"pt{i}_a.edf", 60, seizures, seed=100 + i)
+    spec = tiny_spec().save(tmp_path / "spec.json")
+    r = _ictal("train", data, "-o", tmp_path / "m.pt", "--spec", spec, "--epochs", "1", "--width", "0.125",
+               "--cv", "lopo", "--hop", "10", "--seizure-hop", "5")
+    assert r.returncode == 0, r.stderr[-2000:]
+    meta = json.loads((tmp_path / "m.json").read_text())
+    folds = json.loads((tmp_path / "m.cv.json").read_text())["leave_one_patient_out"]["folds"]
+    assert len(folds) == 6 and all(set(f["thresholds"]) == {"own", "used"} for f in folds)
+    own = [f["thresholds"]["own"] for f in folds]
+    assert meta["threshold"] == pytest.approx(np.mean([o["model"] for o in own]))
+    peers = meta["classical_peers"]
+    assert peers["line_length_threshold"] == pytest.approx(np.mean([o["line_length"] for o in own]))
+    assert peers["band_power_threshold"] == pytest.approx(np.mean([o["band_power"] for o in own]))
+    assert meta["threshold_from"].startswith("leave-one-patient-out") and "the mean of the" in r.stdout
+
+
 def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     bad = tmp_path / "broken.edf"
     bad.write_bytes(b"0       " + b"x" * 100)

@@ -76,6 +76,29 @@ def test_leave_one_patient_out_tests_each_patient_once_and_never_trains_on_it(ch
     assert "chb02" in set(pats[folds[seizure_pats.index("chb01")].train])
 
 
+def test_a_fold_is_scored_at_thresholds_chosen_without_its_patient(chbmit_dir, neonatal_dir):
+    """The threshold of a fold is the mean of other folds' validation thresholds; a threshold
+    chosen on validation windows that hold a patient never scores that patient's fold."""
+    from ictal.models.data import WindowSet, build_windows
+    from ictal.models.evaluate import cross_validated_thresholds, leave_one_patient_out
+
+    spec = tiny_spec()
+    ws = WindowSet.concat([build_windows(d, spec, hop_s=10, seizure_hop_s=5, log=lambda *_: None)
+                           for d in (chbmit_dir, neonatal_dir)])
+    folds, pats = leave_one_patient_out(ws), ws.patients
+    own = [{"model": 0.2, "line_length": 3.0} for _ in folds]
+    own[5] = {"model": 0.8, "line_length": 3.0}  # one fold's validation patients chose a high threshold
+    used = cross_validated_thresholds(ws, folds, own)
+    assert used[5]["model"] == pytest.approx(0.2)  # its own choice does not score it
+    validated_by_5 = set(pats[folds[5].val])
+    reached = {k for k, u in enumerate(used) if u["model"] > 0.2 + 1e-9}
+    assert reached == {k for k in range(len(folds)) if k != 5 and not validated_by_5 & set(pats[folds[k].test])}
+    assert len(reached) >= 20 and all(u["line_length"] == pytest.approx(3.0) for u in used)
+    assert max(u["model"] for u in used) < 0.25  # a mean over ~26 folds: one fold moves it little
+    # with fewer than 3 folds to learn from, a fold keeps its own threshold
+    assert cross_validated_thresholds(ws, folds[:2], own[:2]) == own[:2]
+
+
 def test_line_length_and_band_power_peers_measure_what_they_say():
     sf = 256.0
     t = np.arange(2560) / sf
