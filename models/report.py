@@ -307,7 +307,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
           f"Data: `{data}` ({len(ws.windows)} windows of {spec.window_s:g} s every {hop_s:g} s from "
           f"{len(ws.recordings)} recordings). **Not a medical device.**", "",
           "## Metrics on this data", "",
-          f"Threshold applied: **{thr:.3f}** (stored with the model, chosen on its validation patients). "
+          f"Threshold applied: **{thr:.3f}** (stored with the model; chosen on "
+          f"{interp.meta.get('threshold_from', 'its validation patients')}). "
           "Windows with 0–50 % seizure overlap are left out of window metrics."]
     if seen:
         md += ["", f"**Caution:** {len(seen)} of these recordings were in the model's training set "
@@ -342,8 +343,10 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
         rows = [(f"{name}: model, pooled over held-out folds",
                  {**r["pooled"]["model"]["window"], "threshold": "per fold"}) for name, r in cv.items()]
         md += _window_table(rows)
-        md += ["", "Each fold's threshold was chosen on its own validation patients and applied to its held-out "
-                   "patient; see the model card for the classical peers on the same windows."]
+        how = ("was scored at the mean of the thresholds that the other folds chose on validation windows "
+               "without its patients" if "threshold_from" in interp.meta else
+               "threshold was chosen on its own validation patients and applied to its held-out patient")
+        md += ["", f"Each fold {how}; see the model card for the classical peers on the same windows."]
     else:
         md += ["No cross-validation was stored with this model (trained without `--cv`); the leave-one-patient-out "
                "evaluation of the architecture is in MODEL_CARD.md and docs/lopo/."]
