@@ -1,6 +1,6 @@
 """`ictal demo`: replay a bundled real seizure clip of a patient the shipped model was
-never trained on (CHB-MIT chb01, a whole patient held out) over
-LSL on loopback into the monitor; print each alert with its delay from the
+never trained on (baby 7 of the Helsinki neonatal set, a whole patient held out)
+over LSL on loopback into the monitor; print each alert with its delay from the
 annotated onset; write the explanations (JSON + PNG) and a timeline figure."""
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def _start_view(name: str, listen: str, *extra: str) -> tuple[subprocess.Popen, 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
-    """Replay of the bundled real seizure (chb01_16, onset at 10 s) at 3x into the shipped model's
+    """Replay of the bundled real seizure (neonatal baby 7, seizure from 0 s to 14 s) at 3x into the shipped model's
     monitor, with two views: one on the loopback, one on all addresses with a token."""
     tmp = tmp_path_factory.mktemp("view")
     eeg, name = unique_stream_name(), unique_stream_name("ictal-view")
@@ -88,11 +88,11 @@ def test_the_page_draws_eeg_shows_the_alert_within_2_s_and_acknowledging_logs_it
         page.goto(live["url"])
         live["worker"].start()  # the monitor scores from now on, with the page already open
         page.wait_for_function("window.ictalView.eegFrames > 10", timeout=20_000)
-        # the EEG canvas holds traces: many pixels differ from its background
+        # the EEG canvas holds traces: many pixels differ from its background (an empty one has none)
         drawn = page.evaluate("""() => { const c = document.getElementById('eeg');
             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
             for (let i = 0; i < d.length; i += 4) if (d[i] > 100 && d[i + 2] > 150) n++; return n; }""")
-        assert drawn > 5000, drawn
+        assert drawn > 2000, drawn
         page.wait_for_function("Object.keys(window.ictalView.bannerShownAt).length > 0", timeout=40_000)
         shown = page.evaluate("window.ictalView.bannerShownAt")
         onsets = [e for e in _log(tmp / "monitor.jsonl") if e["event"] == "alert_onset"]
