@@ -82,7 +82,7 @@ def run_monitor(tmp: Path, eeg: str, name: str, view: bool, seconds: float, chro
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=70.0, help="how long each monitor runs (the clip is 71 s)")
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long each monitor runs (the 30-s clip loops)")
     ap.add_argument("--screenshot", help="save the page here once an alert is explained")
     a = ap.parse_args()
     chromium = os.environ.get("ICTAL_CHROMIUM") or shutil.which("chromium")
@@ -92,7 +92,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for view in (False, True):
             eeg = f"viewbench-{os.getpid()}-{int(view)}"
-            replay = Replay(DEMO_CLIP, speed=1.0, name=eeg, markers=False).start()
+            replay = Replay(DEMO_CLIP, speed=1.0, loop=True, name=eeg, markers=False).start()
             try:
                 rows.append(run_monitor(Path(tmp), eeg, f"{eeg}-out", view, a.seconds, chromium, a.screenshot))
             finally:
