@@ -141,17 +141,16 @@ def train_main(args) -> int:
     if rank:  # rank 0 writes the outputs
         return 0
     peers = fit_peers(tr, va, choose_threshold_by(cfg.threshold_rule))
-    thresholds = {"model": thr, **peers.thresholds()}
+    threshold_from = f"validation windows ({cfg.threshold_rule})"
     if "leave_one_patient_out" in cv:
         # one validation split of 3-5 patients moves the threshold a lot; the folds' mean does not
         thresholds = mean_fold_thresholds(cv["leave_one_patient_out"])
         print(f"threshold: {thresholds['model']:.3f}, the mean of the leave-one-patient-out folds' thresholds "
               f"(this model's own validation windows gave {thr:.3f})")
-        thr = thresholds["model"]
+        thr, threshold_from = thresholds["model"], "leave-one-patient-out folds (mean)"
         peers.line_length_threshold, peers.band_power_threshold = thresholds["line_length"], thresholds["band_power"]
     info = {"trained_on": sorted({w.recording for w in ws.windows}), "held_out": args.exclude or [],
-            "threshold_from": "leave-one-patient-out folds (mean)" if "leave_one_patient_out" in cv
-            else f"validation windows ({cfg.threshold_rule})",
+            "threshold_from": threshold_from,
             "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
             "history": hist, "train_seconds": time.perf_counter() - t0,
             "validation_patients": sorted(set(va.patients)), "classical_peers": peers.to_dict(),

@@ -344,7 +344,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                  {**r["pooled"]["model"]["window"], "threshold": "per fold"}) for name, r in cv.items()]
         md += _window_table(rows)
         how = ("was scored at the mean of the thresholds that the other folds chose on validation windows "
-               "without its patients" if "threshold_from" in interp.meta else
+               "without its patients (at its own where fewer than 3 such folds exist)"
+               if "threshold_from" in interp.meta else
                "threshold was chosen on its own validation patients and applied to its held-out patient")
         md += ["", f"Each fold {how}; see the model card for the classical peers on the same windows."]
     else:
