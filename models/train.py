@@ -56,6 +56,9 @@ class TrainConfig:
     summary_c: float = 0.1  # inverse L2 strength of the summary branch's logistic regression
     resnet_weight: float = 1.0  # logit = summary + resnet_weight x ResNet (hybrid only)
     spectral_entropy: bool = True  # the summary branch also sees each channel's spectral entropy
+    # a channel this many decades of power below the window's median channel is flat (disconnected,
+    # bridged or zero-filled): the summary branch reads it as the median channel; None = no guard
+    flat_channel_log10: float | None = 1.5
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
@@ -171,7 +174,8 @@ def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
         raise ValueError(f"a summary-branch model derives relative power itself; its feature spec needs relative "
                          f"'none', not {spec.relative!r}")
     model = CWTResNet(len(spec.channels), cfg.width, band_rows=band_rows(spec), n_freqs=len(spec.freqs_hz),
-                      resnet_weight=cfg.resnet_weight, spectral_entropy=cfg.spectral_entropy)
+                      resnet_weight=cfg.resnet_weight, spectral_entropy=cfg.spectral_entropy,
+                      flat_channel_log10=cfg.flat_channel_log10)
     model.set_input_normalisation(spec.norm_mean, spec.norm_std)
     return model
 

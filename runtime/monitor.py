@@ -445,7 +445,9 @@ class Monitor:
             return self._reject(t_end, "flat or saturated channels", flat=flat, saturated=saturated)
         self.n_rejected_run = 0
         self._technical("windows_rejected", False)
-        if bad_channels:  # zero-fill a few bad channels: the model was trained with channel drop-out
+        # zero-fill a few bad channels: the ResNet was trained with channel drop-out, and the summary
+        # branch of models trained since its flat-channel guard reads a zero-filled channel as a typical one
+        if bad_channels:
             data = data.copy()
             data[[self.spec.channels.index(c) for c in bad_channels]] = 0.0
         log_power = self.scorer.transform.log_power(data)

@@ -156,6 +156,31 @@ def test_summary_entropy_is_low_for_a_rhythmic_discharge_and_gain_free():
     assert entropy[2] == pytest.approx(entropy[0], abs=1e-5)
 
 
+def test_summaries_read_a_flat_or_zero_filled_channel_as_the_median_channel():
+    from ictal.models.train import TrainConfig, build_model
+
+    model, spec = _hybrid()
+    unguarded = build_model(spec, TrainConfig(summary_branch=True, flat_channel_log10=None)).eval()
+    rng = np.random.default_rng(1)
+    n_ch, n_f, n_t = spec.input_shape
+    eeg = rng.normal(0.0, 0.3, (1, n_ch, n_f, n_t)) - 1.5 * np.log10(spec.freqs_hz)[None, None, :, None] + 2.0
+    eeg[0, :4] += 1.0  # a focal region 10x louder: a real asymmetry, not a flat channel
+    with_flat = eeg.copy()
+    with_flat[0, 10] = np.log10(spec.log_eps)  # what a zero-filled derivation looks like
+    with_weak = eeg.copy()
+    with_weak[0, 10] -= 2.0  # a bridged pair: 100x less power than its neighbours
+    summaries = {name: m.summary.summaries(torch.as_tensor(np.concatenate([eeg, with_flat, with_weak]),
+                                                           dtype=torch.float32)).numpy()
+                 for name, m in (("guarded", model), ("unguarded", unguarded))}
+    g = summaries["guarded"]
+    # the flat channel changes the summaries by no more than dropping one ordinary channel would
+    assert np.abs(g[1] - g[0]).max() < 0.2 and np.abs(g[2] - g[0]).max() < 0.2
+    u = summaries["unguarded"]
+    assert np.abs(u[1] - u[0]).max() > 1.0  # without the guard one dead channel dominates max and spread
+    # the asymmetry itself is not taken for a flat channel: the guard leaves the intact window alone
+    assert np.allclose(g[0], u[0], atol=1e-5)
+
+
 def test_hybrid_needs_absolute_features():
     from ictal.runtime.features import FeatureSpec
 
