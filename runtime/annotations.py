@@ -268,7 +268,7 @@ def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
 
 
 def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]:
-    """Every EDF under `root` with its seizures.
+    """Every EDF under `root` (a folder, or one EDF file) with its seizures.
 
     Labels come from, in order: a `chbNN-summary.txt` in the same folder that
     lists the file, a TUH `*.csv_bi` with the same stem, or the file's own
@@ -280,7 +280,12 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
     root = Path(root)
     if not root.exists():
         raise AnnotationError(f"{root}: no such data directory")
-    edfs = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".edf")
+    if root.is_file():
+        if root.suffix.lower() != ".edf":
+            raise AnnotationError(f"{root}: not an .edf file; expected an EDF recording or a folder of them")
+        edfs = [root]
+    else:
+        edfs = sorted(p for p in root.rglob("*") if p.suffix.lower() == ".edf")
     if not edfs:
         raise AnnotationError(f"{root}: contains no .edf files")
     summaries: dict[Path, dict[str, SummaryEntry]] = {}

@@ -123,7 +123,7 @@ def _add_train(sub):
 
 def _add_evaluate(sub):
     p = sub.add_parser("evaluate", help="window and SzCORE event metrics of a model on labelled data")
-    p.add_argument("data", help="labelled EDF directory")
+    p.add_argument("data", help="labelled EDF file, or a folder of them")
     _add_model(p, help_extra=", or a .pt checkpoint (imports torch)")
     _add_out_dir(p, "evaluation")
     p.add_argument("--hop", type=POSITIVE, default=1.0)
@@ -383,7 +383,7 @@ def _add_explain(sub):
 
 def _add_report(sub):
     p = sub.add_parser("report", help="XAI & metrics report (report.md + figures) ([train] extra)")
-    p.add_argument("data", help="labelled EDF directory")
+    p.add_argument("data", help="labelled EDF file, or a folder of them")
     _add_model(p, checkpoint=True)
     _add_out_dir(p, "report")
     p.add_argument("--examples", type=POSITIVE_INT, default=2,

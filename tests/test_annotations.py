@@ -60,6 +60,16 @@ def test_edf_plus_seizure_annotations_are_read(tmp_path):
     assert [(s.start_s, s.end_s) for s in sz] == [(12.0, 30.0)]
 
 
+def test_one_edf_file_is_read_like_a_folder_that_holds_only_it(tmp_path):
+    path = write_synthetic_edf(tmp_path / "s.edf", 60, [(12, 30)], seed=3)
+    write_synthetic_edf(tmp_path / "other.edf", 60, [], seed=4)
+    (one,) = find_labelled_recordings(path)
+    assert one.path.name == "s.edf" and [(s.start_s, s.end_s) for s in one.seizures] == [(12.0, 30.0)]
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(AnnotationError, match="notes.txt: not an .edf file"):
+        find_labelled_recordings(tmp_path / "notes.txt")
+
+
 def test_seizure_past_the_end_of_recording_is_refused():
     from ictal.runtime.annotations import Seizure
     with pytest.raises(AnnotationError, match="rec.edf: seizure x#1 at 50-70 s lies outside the recording"):
