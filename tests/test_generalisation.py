@@ -255,3 +255,28 @@ def test_shipped_model_scores_a_recording_sampled_at_100_hz_like_the_original(tm
     inside = at_100.start_s[:n] + 10.0 <= seizure.onset_s + seizure.duration_s
     assert inside.sum() >= 4 and (at_100.p[:n][inside] >= thr).all()  # windows wholly in the seizure alert
     assert (at_100.p[:n] >= thr).mean() == pytest.approx((at_256.p[:n] >= thr).mean(), abs=0.1)
+
+
+@pytest.mark.parametrize("electrode", ["O2", "C3"])
+def test_shipped_model_stays_quiet_on_healthy_eeg_with_one_electrode_missing(eegmmidb_dir, electrode, tmp_path):
+    """An electrode that comes off, or one another hospital does not record, is zero-filled
+    (`--allow-missing`, the monitor's bad-channel rule). The two derivations it feeds go flat;
+    healthy EEG must not start to look like a seizure. S002 trained the model, so what is tested is
+    the change, not the level. Before the flat-channel guard, the shipped model alerted on 79 % (O2)
+    and 82 % (C3) of this run's windows with one electrode missing, on none with all of them."""
+    from ictal.runtime.edf import Recording, write_edf
+    from ictal.runtime.scorer import score_edf
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    healthy = eegmmidb_dir / "S002" / "S002R03.edf"
+    rec = read_edf(healthy)
+    keep = [i for i, label in enumerate(rec.labels) if label.strip(".").upper() != electrode]
+    assert len(keep) == len(rec.labels) - 1
+    path = write_edf(Recording(rec.data_uv[keep], rec.sfreq_hz, [rec.labels[i] for i in keep], "missing.edf"),
+                     tmp_path / "missing.edf")
+    intact, missing = score_edf(SHIPPED_MODEL, healthy, hop_s=2.0), score_edf(SHIPPED_MODEL, path, hop_s=2.0,
+                                                                                allow_missing=2)
+    assert len(missing.p) == len(intact.p) >= 50
+    alerting = np.mean(missing.p >= missing.threshold)
+    assert alerting <= np.mean(intact.p >= intact.threshold) + 0.05, f"{alerting:.0%} of healthy windows alert"
+    assert np.abs(missing.p - intact.p).max() < 0.2
