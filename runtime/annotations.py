@@ -279,7 +279,7 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
 
     root = Path(root)
     if not root.exists():
-        raise AnnotationError(f"{root}: no such data directory")
+        raise AnnotationError(f"{root}: no such EDF file or data directory")
     if root.is_file():
         if root.suffix.lower() != ".edf":
             raise AnnotationError(f"{root}: not an .edf file; expected an EDF recording or a folder of them")
