@@ -96,8 +96,7 @@ class BandSummaryBranch(nn.Module):
             per_channel_features = [torch.where(flat, _channel_median(f).unsqueeze(1), f) for f in per_channel_features]
         out = []
         for per_channel in per_channel_features:
-            ordered, _ = torch.sort(per_channel, dim=1)
-            out += [_channel_median(per_channel), ordered[:, -1], per_channel.std(dim=1)]
+            out += [_channel_median(per_channel), per_channel.amax(dim=1), per_channel.std(dim=1)]
         return torch.cat(out, -1)
 
     def forward(self, log_power: torch.Tensor) -> torch.Tensor:
