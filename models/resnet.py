@@ -82,6 +82,11 @@ class BandSummaryBranch(nn.Module):
         self.register_buffer("feature_std", torch.ones(n))
         self.linear = nn.Linear(n, 1)
 
+    @property
+    def absolute_power_columns(self) -> range:
+        """Columns of `summaries` that are absolute band power (median, max and spread over channels)."""
+        return range(3 * len(self.band_rows))
+
     def summaries(self, log_power: torch.Tensor) -> torch.Tensor:
         bands = torch.stack([log_power[:, :, lo:hi].mean(dim=(2, 3)) for lo, hi in self.band_rows], -1)
         total = torch.log10(torch.pow(10.0, bands).sum(-1, keepdim=True))

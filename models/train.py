@@ -59,6 +59,10 @@ class TrainConfig:
     # a channel this many decades of power below the window's median channel is flat (disconnected,
     # bridged or zero-filled): the summary branch reads it as the median channel; None = no guard
     flat_channel_log10: float | None = 1.5
+    # the summary regression may not weigh absolute band power against seizure: with free signs it
+    # learnt "more power, less seizure" (the babies' seizures are quieter than the children's and
+    # the adults' background), a population shortcut that a patient's own seizure contradicts
+    nonnegative_power_weights: bool = True
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
@@ -180,24 +184,52 @@ def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
     return model
 
 
-def fit_summary_branch(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, c: float,
-                       chunk: int = 256) -> None:
-    """Fit a hybrid model's summary branch as a weighted, L2-regularised logistic regression on
-    un-augmented training windows (x: log10 power), then freeze it."""
-    from sklearn.linear_model import LogisticRegression
+def weighted_logistic_regression(z: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float,
+                                 nonnegative=()) -> tuple[np.ndarray, float]:
+    """scikit-learn's L2 logistic regression objective, C·Σ wᵢ·logloss + ½‖β‖² (intercept not
+    penalised), minimised by L-BFGS-B with the coefficients of columns `nonnegative` kept ≥ 0.
 
+    z : (n, d) features, y : (n,) 0/1 targets, weights : (n,) sample weights.
+    Returns (coef (d,), intercept).
+    """
+    from scipy.optimize import minimize
+
+    z, y, w = np.asarray(z, float), np.asarray(y, float), np.asarray(weights, float)
+    d = z.shape[1]
+
+    def loss_and_grad(beta):
+        logit = z @ beta[:d] + beta[d]
+        loss = c * np.sum(w * (np.logaddexp(0.0, logit) - y * logit)) + 0.5 * beta[:d] @ beta[:d]
+        residual = c * w * (0.5 * (1.0 + np.tanh(0.5 * logit)) - y)  # tanh form: a sigmoid that cannot overflow
+        return loss, np.append(z.T @ residual + beta[:d], residual.sum())
+
+    lower = np.full(d + 1, -np.inf)
+    lower[list(nonnegative)] = 0.0
+    fit = minimize(loss_and_grad, np.zeros(d + 1), jac=True, method="L-BFGS-B",
+                   bounds=[(None if lo == -np.inf else lo, None) for lo in lower],
+                   options={"maxiter": 5000, "maxfun": 20000, "ftol": 1e-12, "gtol": 1e-8})
+    return fit.x[:d], float(fit.x[d])
+
+
+def fit_summary_branch(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, c: float,
+                       chunk: int = 256, nonnegative_power_weights: bool = True) -> None:
+    """Fit a hybrid model's summary branch as a weighted, L2-regularised logistic regression on
+    un-augmented training windows (x: log10 power), then freeze it. With
+    `nonnegative_power_weights`, no absolute band-power summary may lower the logit."""
     branch = model.summary
     with torch.no_grad():
         feats = torch.cat([branch.summaries(torch.as_tensor(np.asarray(x[i:i + chunk]), dtype=torch.float32))
                            for i in range(0, len(y), chunk)]).double().numpy()
     mean, std = feats.mean(0), feats.std(0)
     std[std == 0] = 1.0
-    lr = LogisticRegression(C=c, max_iter=5000).fit((feats - mean) / std, y, sample_weight=weights)
+    coef, intercept = weighted_logistic_regression(
+        (feats - mean) / std, y, weights, c,
+        nonnegative=branch.absolute_power_columns if nonnegative_power_weights else ())
     with torch.no_grad():
         branch.feature_mean.copy_(torch.as_tensor(mean))
         branch.feature_std.copy_(torch.as_tensor(std))
-        branch.linear.weight.copy_(torch.as_tensor(lr.coef_))
-        branch.linear.bias.copy_(torch.as_tensor(lr.intercept_))
+        branch.linear.weight.copy_(torch.as_tensor(coef[None]))
+        branch.linear.bias.copy_(torch.as_tensor([intercept]))
     for p in branch.parameters():
         p.requires_grad_(False)
 
@@ -328,7 +360,8 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
         weights *= len(weights) / weights.sum()
     model = build_model(spec, cfg)
     if model.summary is not None:
-        fit_summary_branch(model, xtr, ytr, weights, cfg.summary_c)
+        fit_summary_branch(model, xtr, ytr, weights, cfg.summary_c,
+                           nonnegative_power_weights=cfg.nonnegative_power_weights)
     model = model.to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)

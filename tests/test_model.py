@@ -181,6 +181,27 @@ def test_summaries_read_a_flat_or_zero_filled_channel_as_the_median_channel():
     assert np.allclose(g[0], u[0], atol=1e-5)
 
 
+def test_bounded_logistic_regression_is_sklearns_objective_with_nonnegative_columns():
+    from sklearn.linear_model import LogisticRegression
+
+    from ictal.models.train import weighted_logistic_regression
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(400, 6))
+    y = (z[:, 0] - z[:, 1] - 0.5 * z[:, 2] + rng.normal(size=400) > 0).astype(float)
+    w = rng.uniform(0.2, 3.0, 400)
+    free_coef, free_intercept = weighted_logistic_regression(z, y, w, 0.1)
+    ref = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit(z, y, sample_weight=w)
+    assert np.allclose(free_coef, ref.coef_[0], atol=1e-5) and free_intercept == pytest.approx(ref.intercept_[0], abs=1e-5)
+    assert free_coef[1] < -0.1 and free_coef[2] < -0.05  # columns 1 and 2 argue against the class
+    coef, _ = weighted_logistic_regression(z, y, w, 0.1, nonnegative=[1, 2, 3])
+    assert coef[1] == 0.0 and coef[2] == 0.0 and coef[3] >= 0.0
+    # the bounded optimum is the free optimum on the columns whose bound does not bind
+    free = [i for i in range(6) if coef[i] != 0.0]
+    ref = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit(z[:, free], y, sample_weight=w)
+    assert np.allclose(coef[free], ref.coef_[0], atol=1e-5)
+
+
 def test_hybrid_needs_absolute_features():
     from ictal.runtime.features import FeatureSpec
 
@@ -206,8 +227,13 @@ def test_hybrid_summary_branch_is_a_logistic_regression_fitted_before_the_resnet
         feats = model.summary.summaries(torch.as_tensor(tr.x[keep])).double().numpy()
     z = (feats - feats.mean(0)) / feats.std(0)
     weights = sample_weights(y, np.asarray(tr.source)[keep])
-    ref = LogisticRegression(C=0.1, max_iter=5000).fit(z, y, sample_weight=weights)
-    assert np.allclose(model.summary.linear.weight.detach().numpy(), ref.coef_, atol=1e-3)
+    coef = model.summary.linear.weight.detach().numpy()[0]
+    power = list(model.summary.absolute_power_columns)
+    assert (coef[power] >= 0).all()  # more absolute band power never argues against seizure
+    # where that bound binds the weight is 0; the other weights are scikit-learn's regression on the rest
+    free = [i for i in range(len(coef)) if not (i in power and coef[i] == 0.0)]
+    ref = LogisticRegression(C=0.1, max_iter=5000).fit(z[:, free], y, sample_weight=weights)
+    assert np.allclose(coef[free], ref.coef_[0], atol=1e-3)
     # and the hybrid detects the synthetic seizures of held-out recordings
     ws = tiny_hybrid["windows"].subset(np.flatnonzero(tiny_hybrid["val"]))
     yv = ws.label >= 0.5
