@@ -61,18 +61,25 @@ class BandSummaryBranch(nn.Module):
     zero-filled derivation) gives each of its features the median over the channels instead,
     so it moves neither the max nor the spread. Without it, one zero-filled channel per window
     took the CHB-MIT own-window AUROC of a leave-one-patient-out screen from 0.74 to 0.34.
+    With `flat_channel_ramp_log10` > 0 that switch is a logistic ramp of that scale (in decades)
+    around the limit: a channel near it is read as partly flat, so p moves smoothly instead of
+    jumping when rounding or a gain change carries the channel across (0 = a hard step, as in
+    models built before the ramp).
 
     L : Tensor, shape (batch, n_channels, n_freqs, n_times), log10 power → logits (batch,).
     """
 
     def __init__(self, band_rows: list[tuple[int, int]], spectral_entropy: bool = False, n_freqs: int | None = None,
-                 flat_channel_log10: float | None = None):
+                 flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0):
         super().__init__()
         self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
         self.spectral_entropy = bool(spectral_entropy)
         if flat_channel_log10 is not None and not flat_channel_log10 > 0:
             raise ValueError(f"flat_channel_log10 must be a positive number of decades, got {flat_channel_log10!r}")
         self.flat_channel_log10 = flat_channel_log10
+        if not flat_channel_ramp_log10 >= 0:
+            raise ValueError(f"flat_channel_ramp_log10 must be ≥ 0 decades, got {flat_channel_ramp_log10!r}")
+        self.flat_channel_ramp_log10 = float(flat_channel_ramp_log10)
         if self.spectral_entropy and not n_freqs:
             raise ValueError("a summary branch with spectral entropy needs n_freqs (the CWT's frequency count)")
         # the entropy of a flat spectrum over all the CWT's frequencies: entropy 1
@@ -97,8 +104,13 @@ class BandSummaryBranch(nn.Module):
             entropy = -(log_share.exp() * log_share).sum(-1) / self.max_entropy
             per_channel_features.append(entropy.unsqueeze(-1))
         if self.flat_channel_log10 is not None:
-            flat = total < _channel_median(total).unsqueeze(1) - self.flat_channel_log10  # (batch, channels, 1)
-            per_channel_features = [torch.where(flat, _channel_median(f).unsqueeze(1), f) for f in per_channel_features]
+            below = _channel_median(total).unsqueeze(1) - total - self.flat_channel_log10  # (batch, channels, 1)
+            if self.flat_channel_ramp_log10 > 0:
+                flat = torch.sigmoid(below / self.flat_channel_ramp_log10)  # 0 = intact … 1 = flat
+                per_channel_features = [f + flat * (_channel_median(f).unsqueeze(1) - f) for f in per_channel_features]
+            else:
+                per_channel_features = [torch.where(below > 0, _channel_median(f).unsqueeze(1), f)
+                                        for f in per_channel_features]
         out = []
         for per_channel in per_channel_features:
             out += [_channel_median(per_channel), per_channel.amax(dim=1), per_channel.std(dim=1)]
@@ -124,7 +136,7 @@ class CWTResNet(nn.Module):
     def __init__(self, n_channels: int = 23, width: float = 1.0, dropout: float = 0.3,
                  band_rows: list[tuple[int, int]] | None = None, n_freqs: int | None = None,
                  resnet_weight: float = 1.0, spectral_entropy: bool = False,
-                 flat_channel_log10: float | None = None):
+                 flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0):
         super().__init__()
         widths = [max(4, int(round(c * width))) for c in (64, 128, 256, 512)]
         self.config = {"n_channels": n_channels, "width": width, "dropout": dropout}
@@ -136,8 +148,11 @@ class CWTResNet(nn.Module):
                                resnet_weight=resnet_weight, spectral_entropy=bool(spectral_entropy))
             if flat_channel_log10 is not None:  # absent from the config of models built before the guard
                 self.config["flat_channel_log10"] = float(flat_channel_log10)
+            if flat_channel_ramp_log10:  # absent from models built with a hard step
+                self.config["flat_channel_ramp_log10"] = float(flat_channel_ramp_log10)
             self.resnet_weight = resnet_weight
-            self.summary = BandSummaryBranch(band_rows, spectral_entropy, n_freqs, flat_channel_log10)
+            self.summary = BandSummaryBranch(band_rows, spectral_entropy, n_freqs, flat_channel_log10,
+                                             flat_channel_ramp_log10)
             self.register_buffer("input_mean", torch.zeros(n_freqs))
             self.register_buffer("input_std", torch.ones(n_freqs))
             # per-frequency standardisation of the relative log power, statistics learnt in training

@@ -59,6 +59,9 @@ class TrainConfig:
     # a channel this many decades of power below the window's median channel is flat (disconnected,
     # bridged or zero-filled): the summary branch reads it as the median channel; None = no guard
     flat_channel_log10: float | None = 1.5
+    # ... through a logistic ramp of this scale (decades), so that a channel right at the limit
+    # cannot swing p (neo07's P8-O2 sits at 1.49-1.50 decades: a hard step moved p 0.85 -> 0.26)
+    flat_channel_ramp_log10: float = 0.1
     # the summary regression may not weigh absolute band power against seizure: with free signs it
     # learnt "more power, less seizure" (the babies' seizures are quieter than the children's and
     # the adults' background), a population shortcut that a patient's own seizure contradicts
@@ -179,7 +182,7 @@ def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
                          f"'none', not {spec.relative!r}")
     model = CWTResNet(len(spec.channels), cfg.width, band_rows=band_rows(spec), n_freqs=len(spec.freqs_hz),
                       resnet_weight=cfg.resnet_weight, spectral_entropy=cfg.spectral_entropy,
-                      flat_channel_log10=cfg.flat_channel_log10)
+                      flat_channel_log10=cfg.flat_channel_log10, flat_channel_ramp_log10=cfg.flat_channel_ramp_log10)
     model.set_input_normalisation(spec.norm_mean, spec.norm_std)
     return model
 

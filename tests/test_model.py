@@ -119,6 +119,7 @@ def _hybrid(spec=None):
     from ictal.runtime.features import FeatureSpec
 
     spec = spec or FeatureSpec(norm_mean=[1.0] * 40, norm_std=[0.5] * 40)
+    torch.manual_seed(0)  # the same weights whatever ran before (a Grad-CAM map of a random ResNet can be all 0)
     return build_model(spec, TrainConfig(summary_branch=True)).eval(), spec
 
 
@@ -179,6 +180,33 @@ def test_summaries_read_a_flat_or_zero_filled_channel_as_the_median_channel():
     assert np.abs(u[1] - u[0]).max() > 1.0  # without the guard one dead channel dominates max and spread
     # the asymmetry itself is not taken for a flat channel: the guard leaves the intact window alone
     assert np.allclose(g[0], u[0], atol=1e-5)
+
+
+def test_a_channel_at_the_flat_limit_cannot_swing_the_summaries():
+    """neo07's P8-O2 lies 1.49-1.50 decades below the median channel, right at the guard's limit.
+    With a hard step, a gain change carried it across and moved p from 0.85 to 0.26; the ramp
+    reads it as partly flat, so the summaries move by little for a small change in its power."""
+    from ictal.models.train import TrainConfig, build_model
+
+    model, spec = _hybrid()
+    assert model.summary.flat_channel_ramp_log10 > 0  # the default
+    hard = build_model(spec, TrainConfig(summary_branch=True, flat_channel_ramp_log10=0.0)).eval()
+    rng = np.random.default_rng(2)
+    n_ch, n_f, n_t = spec.input_shape
+    eeg = rng.normal(0.0, 0.3, (1, n_ch, n_f, n_t)) - 1.5 * np.log10(spec.freqs_hz)[None, None, :, None] + 2.0
+    eeg[0, 5] += 0.8 * np.sin(np.linspace(0, 6, n_f))[:, None]  # give the channel a spectrum of its own
+    windows = []
+    for depth in (1.49, 1.51):  # decades below the median channel's total, either side of the 1.5 limit
+        w = eeg.copy()
+        bands = np.stack([w[0, :, lo:hi].mean(axis=(1, 2)) for lo, hi in model.summary.band_rows], -1)
+        total = np.log10((10.0 ** bands).sum(-1))
+        w[0, 5] += np.median(total) - depth - total[5]
+        windows.append(w)
+    x = torch.as_tensor(np.concatenate(windows), dtype=torch.float32)
+    with torch.no_grad():
+        soft_jump = (model.summary.summaries(x)[1] - model.summary.summaries(x)[0]).abs().max().item()
+        hard_jump = (hard.summary.summaries(x)[1] - hard.summary.summaries(x)[0]).abs().max().item()
+    assert hard_jump > 0.3 and soft_jump < 0.1 * hard_jump
 
 
 def test_bounded_logistic_regression_is_sklearns_objective_with_nonnegative_columns():
