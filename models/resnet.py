@@ -105,12 +105,10 @@ class BandSummaryBranch(nn.Module):
             per_channel_features.append(entropy.unsqueeze(-1))
         if self.flat_channel_log10 is not None:
             below = _channel_median(total).unsqueeze(1) - total - self.flat_channel_log10  # (batch, channels, 1)
-            if self.flat_channel_ramp_log10 > 0:
-                flat = torch.sigmoid(below / self.flat_channel_ramp_log10)  # 0 = intact … 1 = flat
-                per_channel_features = [f + flat * (_channel_median(f).unsqueeze(1) - f) for f in per_channel_features]
-            else:
-                per_channel_features = [torch.where(below > 0, _channel_median(f).unsqueeze(1), f)
-                                        for f in per_channel_features]
+            # 0 = intact … 1 = flat: a ramp, or a hard step in models built before it
+            flat = (torch.sigmoid(below / self.flat_channel_ramp_log10) if self.flat_channel_ramp_log10 > 0
+                    else (below > 0).to(total.dtype))
+            per_channel_features = [f + flat * (_channel_median(f).unsqueeze(1) - f) for f in per_channel_features]
         out = []
         for per_channel in per_channel_features:
             out += [_channel_median(per_channel), per_channel.amax(dim=1), per_channel.std(dim=1)]
