@@ -206,10 +206,9 @@ def weighted_logistic_regression(z: np.ndarray, y: np.ndarray, weights: np.ndarr
         residual = c * w * (0.5 * (1.0 + np.tanh(0.5 * logit)) - y)  # tanh form: a sigmoid that cannot overflow
         return loss, np.append(z.T @ residual + beta[:d], residual.sum())
 
-    lower = np.full(d + 1, -np.inf)
-    lower[list(nonnegative)] = 0.0
+    bounded = set(nonnegative)
     fit = minimize(loss_and_grad, np.zeros(d + 1), jac=True, method="L-BFGS-B",
-                   bounds=[(None if lo == -np.inf else lo, None) for lo in lower],
+                   bounds=[(0.0 if i in bounded else None, None) for i in range(d + 1)],
                    options={"maxiter": 5000, "maxfun": 20000, "ftol": 1e-12, "gtol": 1e-8})
     return fit.x[:d], float(fit.x[d])
 
