@@ -24,6 +24,7 @@ from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specificity
 
 from .data import WindowSet, binary_target, take_rows, unambiguous
+from .evaluate import json_safe
 from .resnet import CWTResNet
 
 FT_CHANNELS = ("T7-FT9", "FT9-FT10", "FT10-T8")
@@ -476,7 +477,8 @@ def save_checkpoint(path: str | Path, model: CWTResNet, spec: FeatureSpec, thres
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     meta = {"spec": spec.to_dict(), "model": model.config, "threshold": float(threshold),
             "weights_sha256": digest, **info}
-    sidecar(path).write_text(json.dumps(meta, indent=2) + "\n")
+    # cross-validation summaries hold NaN (e.g. sensitivity without seizures): null keeps it JSON
+    sidecar(path).write_text(json.dumps(json_safe(meta), indent=2, allow_nan=False) + "\n")
     spec.save(path.with_suffix(".spec.json"))
     return path
 

@@ -79,6 +79,22 @@ def test_checkpoint_loads_weights_only_and_detects_tampering(tiny_model, tmp_pat
         load_checkpoint(bad)
 
 
+def test_checkpoint_sidecar_is_strict_json_even_with_undefined_metrics(tmp_path):
+    """A cross-validation summary holds NaN (no seizures, no sensitivity); the sidecar must still
+    parse in strict JSON readers (null), and the model must load from it."""
+    from ictal.models.train import save_checkpoint
+
+    model, spec = _hybrid()
+    path = save_checkpoint(tmp_path / "m.pt", model, spec, 0.3,
+                           cross_validation_summary={"seizure_free": {"sensitivity": float("nan")}})
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON constant {token}")
+    meta = json.loads(path.with_suffix(".json").read_text(), parse_constant=refuse)
+    assert meta["cross_validation_summary"]["seizure_free"]["sensitivity"] is None
+    assert load_checkpoint(path)[2] == pytest.approx(0.3)
+
+
 def test_checkpoint_errors_say_what_is_expected(tiny_model, tmp_path):
     import pickle
 
