@@ -64,7 +64,9 @@ def _print_cv(name: str, res: dict) -> None:
               f"{f['false_alarms_per_24h']:.1f}/24 h on {f['duration_h']:.2f} h of held-out seizure-free EEG")
     for peer, c in res.get("comparison", {}).items():
         print(f"{name}: model vs {peer}: AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
-              f"sensitivity ≥ peer at ≤ its false alarms in {c['event_wins']}/{c['n_folds']}")
+              f"sensitivity ≥ peer at ≤ its false alarms in {c['event_wins']}/{c['n_folds']}"
+              + (f" (deployed thresholds), {c['event_wins_at_peer_false_alarms']}/{c['n_folds']} at the peer's "
+                 "false-alarm count" if "event_wins_at_peer_false_alarms" in c else ""))
 
 
 def train_main(args) -> int:

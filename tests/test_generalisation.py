@@ -217,6 +217,36 @@ def test_within_patient_auroc_is_not_flattered_by_other_subjects_eeg():
     assert within_patient_auroc(ws, p) == {"chb07": 0.0}
 
 
+def test_peer_comparison_reads_the_model_at_the_peers_false_alarm_count():
+    """A model whose deployed threshold misses a seizure at 0 false alarms loses to a peer that
+    finds it with 2; at the peer's 2 false alarms the model finds it too, and at a cap of 0 it
+    cannot: the search keeps the cap and the best sensitivity under it."""
+    from ictal.models.data import WindowSet
+    from ictal.models.evaluate import compare_to_peers, events_at_false_alarm_caps
+    from ictal.runtime.windows import Window
+
+    seizure = [Window(s, s + 10, float(20 <= s < 40), "chb07_01.edf", "chb07", "s1" if 20 <= s < 40 else "")
+               for s in range(0, 60, 10)]
+    healthy = [Window(s, s + 10, 0.0, "S009R03.edf", "S009", "") for s in range(0, 600, 10)]
+    ws = WindowSet(np.zeros((66, 1, 1, 1), np.float32), seizure + healthy, ["chbmit"] * 6 + ["eegmmidb"] * 60,
+                   recordings={"chb07_01.edf": (60.0, [(20.0, 40.0)]), "S009R03.edf": (600.0, [])})
+    p = np.r_[[0.1, 0.1, 0.7, 0.7, 0.1, 0.1], np.full(60, 0.05)]
+    p[6 + 10], p[6 + 40] = 0.9, 0.5  # two artefacts 5 min apart: two separate false alarms
+    best = events_at_false_alarm_caps(ws, p, {"strict": 0, "one": 1, "two": 2})
+    assert best["strict"] == {"detected": 0, "n_events": 1, "false_alarms": 0, "threshold": None}
+    assert best["one"]["detected"] == 1 and best["one"]["false_alarms"] == 1 and 0.5 < best["one"]["threshold"] <= 0.7
+    assert best["two"]["detected"] == 1 and best["two"]["false_alarms"] == 1  # no extra alarm for nothing
+
+    def method(detected, false_alarms):
+        return {"window": {"auroc": 0.9}, "event": {"detected": detected, "n_events": 1,
+                                                    "sensitivity": float(detected), "false_alarms": 0},
+                "seizure_free": {"false_alarms": false_alarms}}
+    fold = {"fold": "lopo:chb07", "methods": {"model": method(0, 0), "line_length": method(1, 2)},
+            "model_at_peer_false_alarms": {"line_length": best["two"]}}
+    c = compare_to_peers([fold])["line_length"]
+    assert c["event_wins"] == 0 and c["event_wins_at_peer_false_alarms"] == 1
+
+
 def test_cross_validation_table_renders_from_its_json_where_undefined_aurocs_are_null(tmp_path):
     from ictal.models.evaluate import cv_markdown, write_json
 
