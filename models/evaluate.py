@@ -332,8 +332,12 @@ def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print, state_dir:
              # kept so that other threshold rules can be compared without retraining
              "validation": {"labels": [round(float(v), 3) for v in va.label],
                             "scores": {name: [round(float(v), 6) for v in p] for name, (p, _) in val_methods.items()}}}
-        peer_false_alarms = {name: _false_alarms(r) for name, r in m["methods"].items() if name != "model"}
-        m["model_at_peer_false_alarms"] = events_at_false_alarm_caps(te, methods["model"][0], peer_false_alarms)
+        # both curves read at the peer's deployed false-alarm count, each at its best threshold there
+        caps = {name: _false_alarms(r) for name, r in m["methods"].items() if name != "model"}
+        model_best = events_at_false_alarm_caps(te, methods["model"][0], caps)
+        m["at_peer_false_alarms"] = {
+            peer: {"model": model_best[peer], "peer": events_at_false_alarm_caps(te, methods[peer][0], {peer: cap})[peer]}
+            for peer, cap in caps.items()}
         per_fold.append(m)
         log(f"    {fold.name}: " + " | ".join(
             f"{name}: AUROC {r['window']['auroc']:.3f} events {r['event']['detected']}/{r['event']['n_events']} "
@@ -376,9 +380,9 @@ def compare_to_peers(per_fold: list[dict]) -> dict:
 
     Two readings of the event bar: at the thresholds both deploy (the model must find as many
     seizures *and* raise no more false alarms: an operating point that trades one for the
-    other loses), and, where the fold kept `model_at_peer_false_alarms`, at the peer's
-    false-alarm count (the model's threshold searched on the test windows: the detectors'
-    curves compared at one point).
+    other loses), and, where the fold kept `at_peer_false_alarms`, at the peer's deployed
+    false-alarm count, each detector at its best threshold there (searched on the test
+    windows: the two curves compared at one point, not the threshold rules).
     """
     out = {}
     for peer in ("line_length", "band_power"):
@@ -395,11 +399,11 @@ def compare_to_peers(per_fold: list[dict]) -> dict:
                    "events_model": sens_a, "events_peer": sens_b, "false_alarms_model": fa_a,
                    "false_alarms_peer": fa_b,
                    "events_better_or_equal_at_no_more_false_alarms": bool(sens_a >= sens_b and fa_a <= fa_b)}
-            matched = m.get("model_at_peer_false_alarms", {}).get(peer)
+            matched = m.get("at_peer_false_alarms", {}).get(peer)
             if matched is not None:
-                row["model_at_peer_false_alarms"] = matched
+                row["at_peer_false_alarms"] = matched
                 row["events_better_or_equal_at_peer_false_alarms"] = bool(
-                    matched["detected"] >= b["event"]["detected"])
+                    matched["model"]["detected"] >= matched["peer"]["detected"])
             rows.append(row)
         if rows:
             out[peer] = {"folds": rows,
@@ -452,8 +456,8 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
         lines.append(f"\nModel vs {peer}: window AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
                      f"sensitivity ≥ peer at no more false alarms in {c['event_wins']}/{c['n_folds']}"
                      + (f" at the deployed thresholds, in {c['event_wins_at_peer_false_alarms']}/{c['n_folds']} "
-                        "with the model's threshold moved to allow the peer's false-alarm count (searched on "
-                        "the test windows: the curves compared, not the threshold rule)"
+                        "at the peer's false-alarm count, each at its best threshold there (searched on the "
+                        "test windows: the curves compared, not the threshold rules)"
                         if "event_wins_at_peer_false_alarms" in c else "") + ".")
     return "\n".join(lines) + "\n"
 

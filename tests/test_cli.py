@@ -63,7 +63,7 @@ def test_train_with_leave_one_patient_out_takes_the_folds_mean_threshold(tmp_pat
     meta = json.loads((tmp_path / "m.json").read_text())
     folds = json.loads((tmp_path / "m.cv.json").read_text())["leave_one_patient_out"]["folds"]
     assert len(folds) == 6 and all(set(f["thresholds"]) == {"own", "used"} for f in folds)
-    assert all(set(f["model_at_peer_false_alarms"]) == {"line_length", "band_power"} for f in folds)
+    assert all(set(f["at_peer_false_alarms"]) == {"line_length", "band_power"} for f in folds)
     own = [f["thresholds"]["own"] for f in folds]
     assert meta["threshold"] == pytest.approx(np.mean([o["model"] for o in own]))
     peers = meta["classical_peers"]

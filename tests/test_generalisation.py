@@ -219,8 +219,8 @@ def test_within_patient_auroc_is_not_flattered_by_other_subjects_eeg():
 
 def test_peer_comparison_reads_the_model_at_the_peers_false_alarm_count():
     """A model whose deployed threshold misses a seizure at 0 false alarms loses to a peer that
-    finds it with 2; at the peer's 2 false alarms the model finds it too, and at a cap of 0 it
-    cannot: the search keeps the cap and the best sensitivity under it."""
+    finds it with 2; read at the peer's 2 false alarms (both at their best threshold there) the
+    model finds it too. The search keeps the cap and the best sensitivity under it."""
     from ictal.models.data import WindowSet
     from ictal.models.evaluate import compare_to_peers, events_at_false_alarm_caps
     from ictal.runtime.windows import Window
@@ -241,10 +241,13 @@ def test_peer_comparison_reads_the_model_at_the_peers_false_alarm_count():
         return {"window": {"auroc": 0.9}, "event": {"detected": detected, "n_events": 1,
                                                     "sensitivity": float(detected), "false_alarms": 0},
                 "seizure_free": {"false_alarms": false_alarms}}
+    peer_at_two = {"detected": 1, "n_events": 1, "false_alarms": 2, "threshold": 0.4}
     fold = {"fold": "lopo:chb07", "methods": {"model": method(0, 0), "line_length": method(1, 2)},
-            "model_at_peer_false_alarms": {"line_length": best["two"]}}
+            "at_peer_false_alarms": {"line_length": {"model": best["two"], "peer": peer_at_two}}}
     c = compare_to_peers([fold])["line_length"]
     assert c["event_wins"] == 0 and c["event_wins_at_peer_false_alarms"] == 1
+    fold["at_peer_false_alarms"]["line_length"]["model"] = best["strict"]  # finds nothing at that count
+    assert compare_to_peers([fold])["line_length"]["event_wins_at_peer_false_alarms"] == 0
 
 
 def test_cross_validation_table_renders_from_its_json_where_undefined_aurocs_are_null(tmp_path):
