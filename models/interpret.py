@@ -25,7 +25,7 @@ from ictal.runtime.channels import REGIONS
 from ictal.runtime.edf import read_edf
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
-from ictal.runtime.occlusion import Occlusion, band_region_matrix, occlude
+from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_matrix, occlude, within_window_reference
 from ictal.runtime.windows import condition_recording
 
 from .explain import GradCAM, band_importance, relative
@@ -117,7 +117,7 @@ class Interpreter:
 
     def _baseline(self, data: np.ndarray, start: int, seizures: list[Seizure], lookback_s: float = 60.0):
         """Quietest 10-s window ending by `start`, within the lookback; else the quietest seizure-free
-        window of the recording; else zeros."""
+        window of the recording; else None (the window's own median channel is used)."""
         sf, n = self.spec.sfreq_hz, self.spec.n_samples
         hop = int(sf)
 
@@ -131,7 +131,7 @@ class Interpreter:
             cands = [s for s in range(0, data.shape[1] - n + 1, hop) if free(s) and (s + n <= start or s >= start + n)]
             kind = "quietest seizure-free window of the recording (too little EEG before)"
         if not cands:
-            return np.zeros((data.shape[0], n)), {"kind": "zeros (no seizure-free EEG available)"}
+            return None, {"kind": WITHIN_WINDOW_KIND}
         powers = [float(np.mean(data[:, s:s + n] ** 2)) for s in cands]
         s = cands[int(np.argmin(powers))]
         return data[:, s:s + n], {"kind": kind, "start_s": s / sf, "end_s": (s + n) / sf,
@@ -145,7 +145,9 @@ class Interpreter:
             i = int(round(start_s * sf))
             log_power = self.transform.log_power(data[:, i:i + n])
             base, base_info = self._baseline(data, i, seizures)
-            occ = occlude(self.scorer, self.spec, log_power, self.transform.log_power(base))
+            base_log_power = (within_window_reference(log_power, self.spec) if base is None
+                              else self.transform.log_power(base))
+            occ = occlude(self.scorer, self.spec, log_power, base_log_power)
             fti = self.cam.attribute(self.spec.normalise(log_power))[0]
             fi = band_importance(fti, self.spec)
             end_s = start_s + self.spec.window_s
@@ -176,7 +178,8 @@ def write_explanation(interp: Interpreter, edf, rec, data, seizures, segs, out_d
            "seizures": [(s.start_s, s.end_s) for s in seizures],
            "segments": [s.to_json() for s in segs],
            "method": "FI: Grad-CAM (last residual block), mean over time then over band; CI: occlusion with "
-                     "the quietest preceding 10-s window, |dlogit|; RI: dlogit when the whole region is replaced; "
+                     "the quietest preceding 10-s window (without seizure-free EEG, the window's own "
+                     "median channel), |dlogit|; RI: dlogit when the whole region is replaced; "
                      "fri_matrix = FI_rel x max(RI, 0) "
                      "(rank 1); joint_dlogit[band][region] = logit drop when only that band of that region's "
                      "channels is taken from the baseline"}

@@ -24,6 +24,7 @@ from ictal.runtime.features import BANDS_HZ
 
 from ictal.runtime.channels import unique_labels
 from ictal.runtime.figures import draw_eeg
+from ictal.runtime.occlusion import WITHIN_WINDOW_KIND
 
 from .data import binary_target, build_windows, unambiguous
 from .evaluate import event_counts_by_recording, summarise, write_json
@@ -37,11 +38,12 @@ LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
 
 # ---------------------------------------------------------------- plain-language summary
 def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float = 0.0, step_s: float = 2.0,
-                  gradcam_meaningful: bool = True) -> str:
+                  gradcam_meaningful: bool = True, replaced_with: str = "quiet baseline EEG") -> str:
     """This window's own numbers in words: p, the Grad-CAM band over time, and what occlusion
     (whole regions, and band × region cells) says carried the evidence.
 
-    `gradcam_meaningful` is False for a hybrid whose ResNet adds nothing (`resnet_contributes`)."""
+    `gradcam_meaningful` is False for a hybrid whose ResNet adds nothing (`resnet_contributes`);
+    `replaced_with` names what the occluded parts were taken from."""
     cols = max(1, int(step_s * spec.columns_per_s))
     parts = []
     for k in range(0, fti.shape[1], cols):
@@ -72,7 +74,7 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
     band, region = occ.top_cell()
     cell = float(occ.joint_dlogit.max())
     if ri[top] > 0.1:
-        text.append(f"Replacing the {top} channels with quiet baseline EEG lowered the logit most "
+        text.append(f"Replacing the {top} channels with {replaced_with} lowered the logit most "
                     f"({ri[top]:+.2f}).")
     else:
         text.append(f"No region on its own carried the score: replacing any one region moved the logit by at most "
@@ -381,7 +383,10 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
             title = f"Example {n_done}: {kind} · {w.recording} {w.start_s:g}–{w.end_s:g} s · p = {seg.p:.3f}"
             ex = example_figures(interp, eeg, seg, out, stem, title)
             summary = plain_summary(ex["maps"]["gradcam"], spec, seg.occlusion, thr, start_s=w.start_s,
-                                    gradcam_meaningful=interp.gradcam_meaningful)
+                                    gradcam_meaningful=interp.gradcam_meaningful,
+                                    replaced_with=("the window's median channel"
+                                                   if seg.baseline["kind"] == WITHIN_WINDOW_KIND
+                                                   else "quiet baseline EEG"))
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
             band, region = seg.occlusion.top_cell()
             md += [f"### Example {n_done}: {kind}", "",

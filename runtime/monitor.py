@@ -19,7 +19,7 @@ from .channels import resolve_montage, unique_labels
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
-from .occlusion import band_region_matrix, occlude
+from .occlusion import WITHIN_WINDOW_KIND, band_region_matrix, occlude, within_window_reference
 from .scorer import Scorer
 from .sinks import ConsoleStatus, JsonlLog, LslOutputs, lock_exclusively, unique_source_id
 
@@ -475,9 +475,10 @@ class Monitor:
 
     # ------------------------------------------------------------ alerts & explanations
     def _baseline(self, skip: int) -> tuple[np.ndarray, dict]:
-        """Baseline for occlusion: the quietest (lowest-power) 10-s window of the
+        """Baseline EEG for occlusion: the quietest (lowest-power) 10-s window of the
         `baseline_lookback_s` before the segment of interest; with too little
-        history, the quietest earlier window even if it overlaps; else zeros."""
+        history, the quietest earlier window even if it overlaps; else None (the
+        explanation then uses the window's own median channel)."""
         before, overlapping = [], []
         n_back = min(self.ring.size - self.win - skip, self.lookback + self.win)
         for back in range(self.hop, n_back + 1, self.hop):
@@ -486,7 +487,7 @@ class Monitor:
                 (before if back >= self.win else overlapping).append((float(np.mean(d ** 2)), d, t))
         pool = before or overlapping
         if not pool:
-            return np.zeros((len(self.spec.channels), self.win)), {"kind": "zeros (no earlier EEG in buffer)"}
+            return None, {"kind": WITHIN_WINDOW_KIND}
         power, d, t = min(pool, key=lambda c: c[0])
         kind = "quietest preceding window" if before else "quietest earlier window, overlapping (short history)"
         return d.copy(), {"kind": kind, "t_start": float(t[0]), "t_end": float(t[-1]),
@@ -514,7 +515,9 @@ class Monitor:
         try:
             t0 = time.perf_counter()
             base, base_info = self._baseline(skip)
-            occ = occlude(self.scorer, self.spec, log_power, self.scorer.transform.log_power(base))
+            base_log_power = (within_window_reference(log_power, self.spec) if base is None
+                              else self.scorer.transform.log_power(base))
+            occ = occlude(self.scorer, self.spec, log_power, base_log_power)
             payload.update({**occ.to_json(), "baseline": base_info,
                             "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
             fi = self._gradcam.band_importance(feats) if self.gradcam_checkpoint else None

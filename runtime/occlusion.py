@@ -1,6 +1,7 @@
 """Occlusion explanations, torch-free, one batched ONNX call, in logit space.
 
-Given a window x and a baseline b (the quietest 10-s EEG shortly before), the
+Given a window x and a baseline b (the quietest 10-s EEG shortly before; with no
+seizure-free EEG at all, the window's own median channel), the
 batch holds x itself and x with a part taken from b: each channel; each
 (band, region) cell, i.e. that region's channels' CWT rows in that band; each
 whole region; each whole band. The CWT acts per channel and per frequency, so
@@ -32,6 +33,30 @@ import numpy as np
 
 from .channels import REGIONS, region_members, unique_labels
 from .features import BANDS_HZ, FeatureSpec
+
+
+WITHIN_WINDOW_KIND = "the window's median channel (no seizure-free EEG available)"
+
+
+def within_window_reference(log_power: np.ndarray, spec: FeatureSpec, quiet_log10: float = 1.0) -> np.ndarray:
+    """A baseline from the window itself, for when no seizure-free EEG exists: every channel
+    becomes the window's median channel (per frequency and time), so occlusion asks how a part
+    differs from the rest of the head. Silence (zeros) instead reads every occluded band as a
+    dead electrode: cells of −20 logit that say nothing about the EEG.
+
+    A channel whose total band power lies more than `quiet_log10` decades below the median
+    channel keeps its own power and is left out of the median: the model reads such a channel
+    as flat, and filling it from the median channel would measure that reading, not the EEG.
+
+    log_power : ndarray, shape (n_channels, n_freqs, n_columns), un-normalised log10 power.
+    """
+    bands = np.stack([log_power[:, rows].mean(axis=(1, 2)) for rows in spec.band_slices().values()], -1)
+    total = np.log10(np.power(10.0, bands).sum(-1))
+    quiet = total < np.median(total) - quiet_log10
+    reference = np.empty_like(log_power)
+    reference[:] = np.median(log_power[~quiet], axis=0)
+    reference[quiet] = log_power[quiet]
+    return reference
 
 
 def quietest_window(candidates: list[np.ndarray]) -> int:
@@ -142,5 +167,5 @@ def band_region_matrix(fi: dict[str, float], ri: dict[str, float]) -> np.ndarray
     return np.outer([fi[b] for b in BANDS_HZ], [max(ri[r], 0.0) for r in REGIONS])
 
 
-__all__ = ["quietest_window", "occlusion_batch", "occlude", "Occlusion", "band_region_matrix", "REGIONS",
-           "BANDS_HZ"]
+__all__ = ["quietest_window", "within_window_reference", "WITHIN_WINDOW_KIND", "occlusion_batch", "occlude",
+           "Occlusion", "band_region_matrix", "REGIONS", "BANDS_HZ"]

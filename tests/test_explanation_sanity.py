@@ -125,6 +125,34 @@ def test_occlusion_isolates_the_discharge_and_gradcam_only_ranks_it(left_tempora
     assert fi["theta"] >= 0.75 and fi["beta"] < 0.8 and fi["gamma"] < 0.5, fi
 
 
+def test_without_seizure_free_eeg_the_window_itself_is_the_reference_and_the_answer_holds(left_temporal_task):
+    """No EEG before the window and none without a seizure (a clip that starts at onset): the
+    baseline is the window's own median channel. The discharge is on 4 of 18 derivations, so
+    the median channel does not carry it, and occlusion still names "theta, left temporal"."""
+    from ictal.runtime.occlusion import within_window_reference
+
+    task = left_temporal_task
+    examples = task["positives"][:8]
+    for x, _ in examples:
+        occ, _, _ = _explain(task["model"], task["spec"], x, within_window_reference(x, task["spec"]))
+        assert occ.top_regions(1) == ["left temporal"] and occ.top_cell() == ("theta", "left temporal")
+        assert np.abs(occ.joint_dlogit).max() < 2 * occ.joint_dlogit.max()  # no cell argues hard against
+
+
+def test_the_within_window_reference_leaves_a_quiet_channel_as_it_is():
+    """A near-flat derivation (an electrode off) keeps its own power and stays out of the
+    median: filled from the median channel it would read as a channel that came back."""
+    from ictal.runtime.occlusion import within_window_reference
+
+    spec = FeatureSpec()
+    rng = np.random.default_rng(0)
+    x = rng.normal(1.0, 0.2, (18, 40, 80)).astype(np.float32)
+    x[5] -= 2.0  # two decades below the other channels
+    ref = within_window_reference(x, spec)
+    assert np.array_equal(ref[5], x[5])
+    assert np.allclose(ref[0], np.median(np.delete(x, 5, axis=0), axis=0)) and np.allclose(ref[0], ref[17])
+
+
 def test_explanations_change_when_weights_are_randomised_layer_by_layer(left_temporal_task):
     """Cascading randomisation from the read-out down: every step below the head moves Grad-CAM
     or the joint occlusion matrix away from the trained model's, and the fully random model's
