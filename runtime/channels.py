@@ -16,8 +16,9 @@ import numpy as np
 from .errors import ChannelMismatch
 
 OLD_TO_NEW = {"T3": "T7", "T4": "T8", "T5": "P7", "T6": "P8"}
-# Reference suffixes that make a channel referential: 'FP1-REF', 'F7-CS2', 'C3-LE'.
-REFERENCE_NAMES = {"REF", "LE", "AR", "AVG", "CS2", "A1A2", "M1M2"}
+# Reference suffixes that make a channel referential: 'FP1-REF', 'F7-CS2', 'C3-LE', and an ear or
+# mastoid, one or linked: 'FP1-A1', 'C4-M2', 'O1-A1+A2'.
+REFERENCE_NAMES = {"REF", "LE", "AR", "AVG", "CS2", "A1A2", "M1M2", "A1", "A2", "M1", "M2", "A1+A2", "M1+M2"}
 
 REGIONS = ("frontal", "central", "parietal-occipital", "left temporal", "right temporal")
 
@@ -30,15 +31,22 @@ def _clean_electrode(name: str) -> str:
     return OLD_TO_NEW.get(name, name)
 
 
-def normalise_label(label: str) -> str:
-    """Canonical form of a channel label: 'EEG Fp1-REF' → 'FP1', 'fp1-f7' → 'FP1-F7'."""
+def split_reference(label: str) -> tuple[str, str]:
+    """(canonical label, reference) of a channel label: 'EEG Fp1-A1' → ('FP1', 'A1'),
+    'EEG T3-REF' → ('T7', 'REF'), 'Fp1.' → ('FP1', ''), 'fp1-f7' → ('FP1-F7', '')."""
     s = label.strip().upper()
     s = re.sub(r"^(EEG|EOG|ECG|EMG)\s+", "", s)
     s = re.sub(r"-\d+$", "", s) if re.match(r"^[A-Z0-9]+-[A-Z0-9]+-\d+$", s) else s  # MNE 'T8-P8-0'
     parts = [p for p in s.split("-")]
-    if len(parts) == 2 and parts[1].replace(".", "").strip() in REFERENCE_NAMES:
-        parts = parts[:1]
-    return "-".join(_clean_electrode(p) for p in parts)
+    reference = parts[1].replace(".", "").strip() if len(parts) == 2 else ""
+    if reference in REFERENCE_NAMES:
+        return _clean_electrode(parts[0]), reference
+    return "-".join(_clean_electrode(p) for p in parts), ""
+
+
+def normalise_label(label: str) -> str:
+    """Canonical form of a channel label: 'EEG Fp1-REF' → 'FP1', 'fp1-f7' → 'FP1-F7'."""
+    return split_reference(label)[0]
 
 
 def unique_labels(labels: list[str]) -> list[str]:
@@ -136,33 +144,45 @@ class Montage:
 
 def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow_missing: int = 0,
                     source_name: str = "stream", model_name: str = "model") -> Montage:
-    """Map `source_labels` (what a file/stream has) onto `target_labels` (what a model needs)."""
-    src = {}
+    """Map `source_labels` (what a file/stream has) onto `target_labels` (what a model needs).
+
+    A derivation is built from two referential electrodes only where both share a reference
+    (FP1-A1 − F7-A1): across references (FP1-A1 − F7-A2) it would carry the difference of the
+    references too, so that derivation is missing instead, and the error says why.
+    """
+    src: dict[str, dict[str, int]] = {}  # label → {reference: source index}
     for i, lab in enumerate(source_labels):
         if not is_dummy(lab):
-            src.setdefault(normalise_label(lab), i)  # first of duplicate labels wins
+            key, reference = split_reference(lab)
+            src.setdefault(key, {}).setdefault(reference, i)  # first of duplicate labels wins
     m = np.zeros((len(target_labels), len(source_labels)), dtype=np.float64)
-    how, missing, needed = [], [], []
+    how, missing, needed, unshared = [], [], [], []
     for t, lab in enumerate(target_labels):
         key = normalise_label(lab)
         parts = key.split("-")
+        shared = [r for r in src.get(parts[0], {}) if r in src.get(parts[-1], {})] if len(parts) == 2 else []
         if key in src:
-            m[t, src[key]] = 1.0
+            m[t, next(iter(src[key].values()))] = 1.0
             how.append("direct")
-        elif len(parts) == 2 and all(p in src for p in parts):
-            m[t, src[parts[0]]] = 1.0
-            m[t, src[parts[1]]] = -1.0
+        elif shared:
+            m[t, src[parts[0]][shared[0]]] = 1.0
+            m[t, src[parts[1]][shared[0]]] = -1.0
             how.append(f"derived {parts[0]}-{parts[1]}")
         elif len(parts) == 2 and f"{parts[1]}-{parts[0]}" in src:
-            m[t, src[f"{parts[1]}-{parts[0]}"]] = -1.0
+            m[t, next(iter(src[f"{parts[1]}-{parts[0]}"].values()))] = -1.0
             how.append("reversed")
         else:
             missing.append(lab)
+            if len(parts) == 2 and all(p in src for p in parts):
+                on = [f"{p} on {'/'.join(r or 'no reference' for r in src[p])}" for p in parts]
+                unshared.append(f"{lab} ({', '.join(on)})")
             needed += [p for p in parts if p not in src and p not in needed]
             how.append("missing (zero-filled)")
     if len(missing) > allow_missing:
+        lacks = f"lacks {', '.join(needed)} needed for " if needed else "cannot build "
         raise ChannelMismatch(
-            f"{source_name} lacks {', '.join(needed)} needed for {', '.join(missing)} ({model_name}); "
-            f"it has {', '.join(l for l in source_labels if not is_dummy(l)) or 'no channels'}. "
+            f"{source_name} {lacks}{', '.join(missing)} ({model_name})"
+            + (f"; no common reference for {'; '.join(unshared)}" if unshared else "")
+            + f"; it has {', '.join(l for l in source_labels if not is_dummy(l)) or 'no channels'}. "
             f"Pass --allow-missing {len(missing)} to zero-fill them.")
     return Montage(m, list(target_labels), list(source_labels), how, missing)

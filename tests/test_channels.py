@@ -9,7 +9,8 @@ from ictal.runtime.features import CHBMIT_CHANNELS
 
 @pytest.mark.parametrize("label,expected", [
     ("EEG FP1-REF", "FP1"), ("Fp1.", "FP1"), ("T3", "T7"), ("EEG T5-LE", "P7"), ("t4-t6", "T8-P8"),
-    ("F7-CS2", "F7"), ("fp1-f7", "FP1-F7"), ("T8-P8-1", "T8-P8")])
+    ("F7-CS2", "F7"), ("fp1-f7", "FP1-F7"), ("T8-P8-1", "T8-P8"), ("EEG Fp1-A1", "FP1"), ("C4-M2", "C4"),
+    ("O1-A1+A2", "O1")])
 def test_labels_match_case_insensitively_with_old_and_new_names(label, expected):
     assert normalise_label(label) == expected
 
@@ -37,6 +38,33 @@ def test_tuh_style_labels_and_reversed_derivations():
     assert m.how == ["derived FP1-F7", "derived F7-T7", "derived T7-P7", "derived P7-O1"]
     m2 = resolve_montage(["T7-P7"], ["P7-T7"])
     np.testing.assert_allclose(m2.apply(np.array([[1.0, -2.0]])), [[-1.0, 2.0]])
+
+
+def test_ear_referenced_recordings_derive_each_chain_within_one_reference():
+    """Many hospitals reference each side to its own ear (Fp1-A1 … Fp2-A2). The double banana
+    is derived pair by pair within a reference; where an electrode is on both ears, the pair
+    takes the reference they share."""
+    from ictal.runtime.features import FeatureSpec
+
+    double_banana = list(FeatureSpec().channels)
+    left = ["Fp1", "F7", "T3", "T5", "O1", "F3", "C3", "P3"]
+    right = ["Fp2", "F8", "T4", "T6", "O2", "F4", "C4", "P4"]
+    mid = ["Fz", "Cz", "Pz"]
+    src = [f"EEG {e}-A1" for e in left + mid] + [f"EEG {e}-A2" for e in right] + ["EEG Cz-A2"]
+    m = resolve_montage(src, double_banana)
+    assert not m.missing and all(h.startswith("derived") for h in m.how)
+    for row, target in zip(m.matrix, double_banana):
+        used = [src[i] for i in np.flatnonzero(row)]
+        assert len({u.rsplit("-", 1)[1] for u in used}) == 1, (target, used)  # one reference per derivation
+    assert [src[i] for i in np.flatnonzero(m.matrix[double_banana.index("FZ-CZ")])] == ["EEG Fz-A1", "EEG Cz-A1"]
+
+
+def test_a_derivation_across_two_references_is_missing_and_the_error_says_why():
+    with pytest.raises(ChannelMismatch, match=r"cannot build FP1-F7.*no common reference for FP1-F7 "
+                                              r"\(FP1 on A1, F7 on A2\).*--allow-missing 1"):
+        resolve_montage(["Fp1-A1", "F7-A2"], ["FP1-F7"])
+    m = resolve_montage(["Fp1-A1", "F7-A2"], ["FP1-F7"], allow_missing=1)
+    assert m.missing == ["FP1-F7"] and not m.matrix.any()
 
 
 def test_every_chbmit_channel_has_one_of_five_regions():
