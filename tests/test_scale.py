@@ -1,6 +1,7 @@
 """Scale (issue 13): the feature cache, streaming training with resume, DDP under torchrun (gloo,
 2 processes), and archive scoring in local worker processes and on Ray, all on real CHB-MIT clips."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def test_ddp_under_torchrun_trains_like_one_process(chbmit_dir, tmp_path):
     assert other_seed.returncode == 0, other_seed.stderr[-3000:]
     two = _train_cli(common + ["-o", str(tmp_path / "two.pt")], env, nproc=2)
     assert two.returncode == 0, (two.stdout[-2000:], two.stderr[-3000:])
-    digests = sorted(line.split()[-1] for line in two.stdout.splitlines() if "final weights sha256" in line)
+    # the ranks share one stdout, so one rank's line can run into the other's: match the digests, not lines
+    digests = re.findall(r"final weights sha256 ([0-9a-f]{16})", two.stdout)
     assert len(digests) == 2 and digests[0] == digests[1], two.stdout[-2000:]
     m1, _, _, _ = load_checkpoint(tmp_path / "one.pt")
     m2, _, _, _ = load_checkpoint(tmp_path / "two.pt")
