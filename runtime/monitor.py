@@ -474,23 +474,22 @@ class Monitor:
             self._alert(event, log_power, feats, data, skip)
 
     # ------------------------------------------------------------ alerts & explanations
-    def _baseline(self, skip: int) -> tuple[np.ndarray, dict]:
+    def _baseline(self, skip: int) -> tuple[np.ndarray | None, dict]:
         """Baseline EEG for occlusion: the quietest (lowest-power) 10-s window of the
-        `baseline_lookback_s` before the segment of interest; with too little
-        history, the quietest earlier window even if it overlaps; else None (the
-        explanation then uses the window's own median channel)."""
-        before, overlapping = [], []
+        `baseline_lookback_s` before the segment of interest, sharing no sample with it; with
+        less history than that (an alert in the monitor's first ~20 s), None: the explanation
+        then uses the window's own median channel. An overlapping earlier window would share
+        most of its EEG with the alert window, and every part would read as ≈ 0."""
+        candidates = []
         n_back = min(self.ring.size - self.win - skip, self.lookback + self.win)
-        for back in range(self.hop, n_back + 1, self.hop):
+        for back in range(self.win, n_back + 1, self.hop):
             d, _, t, b = self.ring.latest(self.win, skip + back)
             if not b.any():
-                (before if back >= self.win else overlapping).append((float(np.mean(d ** 2)), d, t))
-        pool = before or overlapping
-        if not pool:
+                candidates.append((float(np.mean(d ** 2)), d, t))
+        if not candidates:
             return None, {"kind": WITHIN_WINDOW_KIND}
-        power, d, t = min(pool, key=lambda c: c[0])
-        kind = "quietest preceding window" if before else "quietest earlier window, overlapping (short history)"
-        return d.copy(), {"kind": kind, "t_start": float(t[0]), "t_end": float(t[-1]),
+        power, d, t = min(candidates, key=lambda c: c[0])
+        return d.copy(), {"kind": "quietest preceding window", "t_start": float(t[0]), "t_end": float(t[-1]),
                           "mean_power_uv2": round(power, 3)}
 
     def _alert(self, event, log_power: np.ndarray, feats: np.ndarray, eeg: np.ndarray, skip: int) -> None:

@@ -35,6 +35,22 @@ def _run(model, rec, tmp_path, *, faults=None, speed=SPEED, output_name=None, be
     return mon, replay, log
 
 
+def test_an_alert_in_the_first_seconds_is_explained_against_its_own_median_channel(tmp_path):
+    """The demo: the shipped model on the neo07 clip, whose seizure starts with the recording. The
+    alert opens before 10 s of EEG precede its window, so there is no separate baseline; an
+    overlapping earlier window would share most of its EEG and explain nothing."""
+    from ictal.runtime.edf import read_edf
+    from ictal.runtime.occlusion import WITHIN_WINDOW_KIND
+    from ictal.runtime.shipped import DEMO_CLIP, SHIPPED_MODEL
+
+    _, replay, log = _run(SHIPPED_MODEL, read_edf(DEMO_CLIP), tmp_path)
+    (onset,) = [e for e in log if e["event"] == "alert_onset"]
+    assert onset["t_lsl"] - replay.t0 <= 15.0
+    (expl,) = [e for e in log if e["event"] == "alert_explanation"]
+    assert expl["baseline"] == {"kind": WITHIN_WINDOW_KIND}
+    assert max(abs(v) for v in expl["region_importance"].values()) > 0.5  # the regions differ from the head's median
+
+
 def test_alert_opens_within_15_s_of_onset_and_closes_after_the_seizure(tiny_model, tmp_path):
     onset, end = 60.0, 100.0
     rec = synthetic_recording(150, [(onset, end)], seed=901, name="sz")
