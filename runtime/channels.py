@@ -142,13 +142,24 @@ class Montage:
         self._index = np.argmax(nz, axis=1) if self._is_selection else None
 
 
+def _shared_reference(first: dict[str, int], second: dict[str, int]) -> tuple[int, int] | None:
+    """Source indices of two electrodes on one reference ({reference: index} each). A label that
+    names no reference ('Fp1') pairs with any: its reference is the recording's, unstated."""
+    for reference, i in first.items():
+        if reference in second:
+            return i, second[reference]
+    if first and second and ("" in first or "" in second):
+        return first.get("", next(iter(first.values()))), second.get("", next(iter(second.values())))
+    return None
+
+
 def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow_missing: int = 0,
                     source_name: str = "stream", model_name: str = "model") -> Montage:
     """Map `source_labels` (what a file/stream has) onto `target_labels` (what a model needs).
 
     A derivation is built from two referential electrodes only where both share a reference
-    (FP1-A1 − F7-A1): across references (FP1-A1 − F7-A2) it would carry the difference of the
-    references too, so that derivation is missing instead, and the error says why.
+    (FP1-A1 − F7-A1): across two named references (FP1-A1 − F7-A2) it would carry the difference
+    of the references too, so that derivation is missing instead, and the error says why.
     """
     src: dict[str, dict[str, int]] = {}  # label → {reference: source index}
     for i, lab in enumerate(source_labels):
@@ -160,13 +171,13 @@ def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow
     for t, lab in enumerate(target_labels):
         key = normalise_label(lab)
         parts = key.split("-")
-        shared = [r for r in src.get(parts[0], {}) if r in src.get(parts[-1], {})] if len(parts) == 2 else []
+        pair = _shared_reference(src.get(parts[0], {}), src.get(parts[-1], {})) if len(parts) == 2 else None
         if key in src:
             m[t, next(iter(src[key].values()))] = 1.0
             how.append("direct")
-        elif shared:
-            m[t, src[parts[0]][shared[0]]] = 1.0
-            m[t, src[parts[1]][shared[0]]] = -1.0
+        elif pair:
+            m[t, pair[0]] = 1.0
+            m[t, pair[1]] = -1.0
             how.append(f"derived {parts[0]}-{parts[1]}")
         elif len(parts) == 2 and f"{parts[1]}-{parts[0]}" in src:
             m[t, next(iter(src[f"{parts[1]}-{parts[0]}"].values()))] = -1.0

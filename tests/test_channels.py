@@ -65,6 +65,8 @@ def test_a_derivation_across_two_references_is_missing_and_the_error_says_why():
         resolve_montage(["Fp1-A1", "F7-A2"], ["FP1-F7"])
     m = resolve_montage(["Fp1-A1", "F7-A2"], ["FP1-F7"], allow_missing=1)
     assert m.missing == ["FP1-F7"] and not m.matrix.any()
+    # a label that names no reference is on the recording's own: it pairs with either
+    assert resolve_montage(["Fp1-A1", "F7"], ["FP1-F7"]).how == ["derived FP1-F7"]
 
 
 def test_every_chbmit_channel_has_one_of_five_regions():
