@@ -66,7 +66,8 @@ def _print_cv(name: str, res: dict) -> None:
         print(f"{name}: model vs {peer}: AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
               f"sensitivity ≥ peer at ≤ its false alarms in {c['event_wins']}/{c['n_folds']}"
               + (f" (deployed thresholds), {c['event_wins_at_peer_false_alarms']}/{c['n_folds']} at the peer's "
-                 "false-alarm count, both at their best threshold there" if "event_wins_at_peer_false_alarms" in c else ""))
+                 "false-alarm count, both at their best threshold there"
+                 if "event_wins_at_peer_false_alarms" in c else ""))
 
 
 def train_main(args) -> int:

@@ -92,20 +92,25 @@ def _recording_hop_s(ends: np.ndarray) -> float:
     return float(np.median(np.diff(np.sort(ends)))) if len(ends) > 1 else 1.0
 
 
+def _windows_by_recording(ws: WindowSet) -> list[tuple[str, np.ndarray, np.ndarray, float, list]]:
+    """(recording, its window indices, their end times, duration, seizures) of each recording of
+    ws that has scored windows."""
+    by_rec: dict[str, list[int]] = {}
+    for i, w in enumerate(ws.windows):
+        by_rec.setdefault(w.recording, []).append(i)
+    return [(rec, np.array(by_rec[rec]), np.array([ws.windows[i].end_s for i in by_rec[rec]]), duration, seizures)
+            for rec, (duration, seizures) in ws.recordings.items() if rec in by_rec]
+
+
 def event_counts_by_recording(ws: WindowSet, p: np.ndarray, threshold, *,
                                seizure_free: bool | None = None) -> dict[str, EventCounts]:
     """SzCORE event counts of each scored recording of a window set (all of them, or only the
     seizure-free ones with `seizure_free=True`, or only those with seizures with False)."""
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p.shape)
-    by_rec: dict[str, list[int]] = {}
-    for i, w in enumerate(ws.windows):
-        by_rec.setdefault(w.recording, []).append(i)
     out = {}
-    for rec, (duration, seizures) in ws.recordings.items():
-        idx = by_rec.get(rec)
-        if not idx or (seizure_free is not None and seizure_free == bool(seizures)):
+    for rec, idx, ends, duration, seizures in _windows_by_recording(ws):
+        if seizure_free is not None and seizure_free == bool(seizures):
             continue
-        ends = np.array([ws.windows[i].end_s for i in idx])
         hyp = windows_to_events(ends, p[idx] >= thr[idx], _recording_hop_s(ends))
         out[rec] = score_events(seizures, hyp, duration)
     return out
@@ -118,16 +123,12 @@ def events_at_false_alarm_caps(ws: WindowSet, p: np.ndarray, caps: dict[str, int
     This reads two detectors' curves at one false-alarm count. The threshold is searched on these
     windows, so it measures the score, not the threshold rule (that is the deployed comparison).
     """
-    by_rec: dict[str, list[int]] = {}
-    for i, w in enumerate(ws.windows):
-        by_rec.setdefault(w.recording, []).append(i)
-    recs = [(np.array(by_rec[r]), np.array([ws.windows[i].end_s for i in by_rec[r]]), dur, sz)
-            for r, (dur, sz) in ws.recordings.items() if r in by_rec]
+    recs = _windows_by_recording(ws)  # grouped once, scored at every candidate threshold
     best = {name: None for name in caps}
     for t in [np.inf, *np.unique(p)[::-1]]:
         total = EventCounts()
-        for idx, ends, dur, seizures in recs:
-            total.add(score_events(seizures, windows_to_events(ends, p[idx] >= t, _recording_hop_s(ends)), dur))
+        for _, idx, ends, duration, seizures in recs:
+            total.add(score_events(seizures, windows_to_events(ends, p[idx] >= t, _recording_hop_s(ends)), duration))
         for name, cap in caps.items():
             if total.fp <= cap and (best[name] is None or (total.tp_ref, -total.fp) > (best[name]["detected"],
                                                                                       -best[name]["false_alarms"])):
@@ -336,7 +337,8 @@ def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print, state_dir:
         caps = {name: _false_alarms(r) for name, r in m["methods"].items() if name != "model"}
         model_best = events_at_false_alarm_caps(te, methods["model"][0], caps)
         m["at_peer_false_alarms"] = {
-            peer: {"model": model_best[peer], "peer": events_at_false_alarm_caps(te, methods[peer][0], {peer: cap})[peer]}
+            peer: {"model": model_best[peer],
+                   "peer": events_at_false_alarm_caps(te, methods[peer][0], {peer: cap})[peer]}
             for peer, cap in caps.items()}
         per_fold.append(m)
         log(f"    {fold.name}: " + " | ".join(
