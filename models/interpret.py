@@ -25,7 +25,7 @@ from ictal.runtime.channels import REGIONS
 from ictal.runtime.edf import read_edf
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
-from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_matrix, occlude, within_window_reference
+from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_matrix, baseline_log_power, occlude
 from ictal.runtime.windows import condition_recording
 
 from .explain import GradCAM, band_importance, relative
@@ -145,9 +145,8 @@ class Interpreter:
             i = int(round(start_s * sf))
             log_power = self.transform.log_power(data[:, i:i + n])
             base, base_info = self._baseline(data, i, seizures)
-            base_log_power = (within_window_reference(log_power, self.spec) if base is None
-                              else self.transform.log_power(base))
-            occ = occlude(self.scorer, self.spec, log_power, base_log_power)
+            occ = occlude(self.scorer, self.spec, log_power,
+                          baseline_log_power(self.transform, self.spec, log_power, base))
             fti = self.cam.attribute(self.spec.normalise(log_power))[0]
             fi = band_importance(fti, self.spec)
             end_s = start_s + self.spec.window_s

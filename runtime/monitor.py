@@ -19,7 +19,7 @@ from .channels import resolve_montage, unique_labels
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
-from .occlusion import WITHIN_WINDOW_KIND, band_region_matrix, occlude, within_window_reference
+from .occlusion import WITHIN_WINDOW_KIND, band_region_matrix, baseline_log_power, occlude
 from .scorer import Scorer
 from .sinks import ConsoleStatus, JsonlLog, LslOutputs, lock_exclusively, unique_source_id
 
@@ -514,9 +514,8 @@ class Monitor:
         try:
             t0 = time.perf_counter()
             base, base_info = self._baseline(skip)
-            base_log_power = (within_window_reference(log_power, self.spec) if base is None
-                              else self.scorer.transform.log_power(base))
-            occ = occlude(self.scorer, self.spec, log_power, base_log_power)
+            occ = occlude(self.scorer, self.spec, log_power,
+                          baseline_log_power(self.scorer.transform, self.spec, log_power, base))
             payload.update({**occ.to_json(), "baseline": base_info,
                             "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
             fi = self._gradcam.band_importance(feats) if self.gradcam_checkpoint else None

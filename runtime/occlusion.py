@@ -59,6 +59,12 @@ def within_window_reference(log_power: np.ndarray, spec: FeatureSpec, quiet_log1
     return reference
 
 
+def baseline_log_power(transform, spec: FeatureSpec, log_power: np.ndarray, baseline_eeg: np.ndarray | None):
+    """What occlusion takes parts from: the baseline EEG's log power, or, with no baseline EEG
+    (None), the window's own `within_window_reference`. transform: the model's CWTransform."""
+    return within_window_reference(log_power, spec) if baseline_eeg is None else transform.log_power(baseline_eeg)
+
+
 def quietest_window(candidates: list[np.ndarray]) -> int:
     """Index of the lowest-power candidate window. Each : (n_channels, n_samples)."""
     powers = [float(np.mean(np.square(c))) for c in candidates]
@@ -167,5 +173,5 @@ def band_region_matrix(fi: dict[str, float], ri: dict[str, float]) -> np.ndarray
     return np.outer([fi[b] for b in BANDS_HZ], [max(ri[r], 0.0) for r in REGIONS])
 
 
-__all__ = ["quietest_window", "within_window_reference", "WITHIN_WINDOW_KIND", "occlusion_batch", "occlude",
-           "Occlusion", "band_region_matrix", "REGIONS", "BANDS_HZ"]
+__all__ = ["quietest_window", "within_window_reference", "baseline_log_power", "WITHIN_WINDOW_KIND",
+           "occlusion_batch", "occlude", "Occlusion", "band_region_matrix", "REGIONS", "BANDS_HZ"]
