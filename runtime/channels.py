@@ -153,6 +153,26 @@ def _shared_reference(first: dict[str, int], second: dict[str, int]) -> tuple[in
     return None
 
 
+# An electrode that is the second electrode of this many labels is the recording's reference
+# ('Fp1-Cz', 'F7-Cz', …): no bipolar montage repeats an electrode more than twice (O1, O2).
+COMMON_ELECTRODE_REFERENCE_MIN = 6
+
+
+def _add_common_electrode_reference(src: dict[str, dict[str, int]]) -> None:
+    """Read 'FP1-CZ', 'F7-CZ', … (every electrode against one scalp electrode, here Cz) also as
+    FP1 and F7 on reference CZ, so that FP1-F7 is derived like any other referential pair. The
+    labels stay bipolar too: FZ-CZ is then direct and CZ-PZ the reversed PZ-CZ."""
+    second: dict[str, list[str]] = {}
+    for key, refs in src.items():
+        parts = key.split("-")
+        if len(parts) == 2 and "" in refs:
+            second.setdefault(parts[1], []).append(parts[0])
+    for reference, actives in second.items():
+        if len(set(actives)) >= COMMON_ELECTRODE_REFERENCE_MIN:
+            for active in actives:
+                src.setdefault(active, {}).setdefault(reference, src[f"{active}-{reference}"][""])
+
+
 def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow_missing: int = 0,
                     source_name: str = "stream", model_name: str = "model") -> Montage:
     """Map `source_labels` (what a file/stream has) onto `target_labels` (what a model needs).
@@ -166,6 +186,7 @@ def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow
         if not is_dummy(lab):
             key, reference = split_reference(lab)
             src.setdefault(key, {}).setdefault(reference, i)  # first of duplicate labels wins
+    _add_common_electrode_reference(src)
     m = np.zeros((len(target_labels), len(source_labels)), dtype=np.float64)
     how, missing, needed, unshared = [], [], [], []
     for t, lab in enumerate(target_labels):

@@ -69,6 +69,26 @@ def test_a_derivation_across_two_references_is_missing_and_the_error_says_why():
     assert resolve_montage(["Fp1-A1", "F7"], ["FP1-F7"]).how == ["derived FP1-F7"]
 
 
+def test_a_recording_referenced_to_cz_is_read_as_referential():
+    from ictal.runtime.features import FeatureSpec
+
+    double_banana = list(FeatureSpec().channels)
+    electrodes = ["Fp1", "F7", "T3", "T5", "O1", "F3", "C3", "P3", "Fp2", "F8", "T4", "T6", "O2", "F4", "C4", "P4",
+                  "Fz", "Pz"]
+    src = [f"EEG {e}-Cz" for e in electrodes]
+    m = resolve_montage(src, double_banana)
+    assert not m.missing
+    data = np.arange(len(src) * 2, dtype=float).reshape(len(src), 2) ** 2
+    out = m.apply(data)
+    np.testing.assert_allclose(out[0], data[0] - data[1])  # FP1-F7 = (Fp1-Cz) - (F7-Cz)
+    np.testing.assert_allclose(out[double_banana.index("FZ-CZ")], data[electrodes.index("Fz")])
+    np.testing.assert_allclose(out[double_banana.index("CZ-PZ")], -data[electrodes.index("Pz")])
+    # a bipolar recording never repeats a second electrode that often: it stays bipolar
+    assert set(resolve_montage(double_banana, double_banana).how) == {"direct"}
+    with pytest.raises(ChannelMismatch, match="lacks FP1, F7"):
+        resolve_montage(src[:5], double_banana[:1])  # five against Cz: too few to call Cz the reference
+
+
 def test_every_chbmit_channel_has_one_of_five_regions():
     members = region_members(CHBMIT_CHANNELS)
     assert list(members) == list(REGIONS)
