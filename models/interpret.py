@@ -33,6 +33,14 @@ from .resnet import resnet_contributes
 from .train import load_checkpoint
 
 
+def flat_channel_guard(model) -> dict | None:
+    """The summary branch's flat-channel limit and ramp (decades), as the ONNX metadata carries it."""
+    summary = getattr(model, "summary", None)
+    if summary is None or summary.flat_channel_log10 is None:
+        return None
+    return {"limit_log10": float(summary.flat_channel_log10), "ramp_log10": float(summary.flat_channel_ramp_log10)}
+
+
 class TorchScorer:
     """The runtime's scorer interface (predict_proba over normalised batches) on a torch model."""
 
@@ -146,7 +154,8 @@ class Interpreter:
             log_power = self.transform.log_power(data[:, i:i + n])
             base, base_info = self._baseline(data, i, seizures)
             occ = occlude(self.scorer, self.spec, log_power,
-                          baseline_log_power(self.transform, self.spec, log_power, base))
+                          baseline_log_power(self.transform, self.spec, log_power, base,
+                                             flat_channel_guard(self.model)))
             fti = self.cam.attribute(self.spec.normalise(log_power))[0]
             fi = band_importance(fti, self.spec)
             end_s = start_s + self.spec.window_s

@@ -515,7 +515,8 @@ class Monitor:
             t0 = time.perf_counter()
             base, base_info = self._baseline(skip)
             occ = occlude(self.scorer, self.spec, log_power,
-                          baseline_log_power(self.scorer.transform, self.spec, log_power, base))
+                          baseline_log_power(self.scorer.transform, self.spec, log_power, base,
+                                             self.scorer.flat_channel_guard))
             payload.update({**occ.to_json(), "baseline": base_info,
                             "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
             fi = self._gradcam.band_importance(feats) if self.gradcam_checkpoint else None

@@ -38,7 +38,24 @@ from .features import BANDS_HZ, FeatureSpec
 WITHIN_WINDOW_KIND = "the window's median channel (no seizure-free EEG available)"
 
 
-def within_window_reference(log_power: np.ndarray, spec: FeatureSpec, quiet_log10: float = 1.0) -> np.ndarray:
+# Decades below the flat-channel limit where "quiet" starts: filling one band of a channel this
+# close to the limit can carry it across, and the cell would measure the guard, not the EEG.
+QUIET_MARGIN_LOG10 = 0.5
+DEFAULT_QUIET_LOG10 = 1.0  # a model exported without its guard's limit (the 1.5-decade guard's)
+
+
+def quiet_limit_log10(flat_channel_guard: dict | None) -> float:
+    """How far below the median channel a channel counts as quiet for `within_window_reference`:
+    the model's flat-channel limit less max(margin, 5 ramp scales), where its ramp is still ≥ 0.7 %
+    flat. The shipped guard (1.5 decades, ramp 0.1) gives 1.0."""
+    if flat_channel_guard is None:
+        return DEFAULT_QUIET_LOG10
+    margin = max(QUIET_MARGIN_LOG10, 5.0 * flat_channel_guard["ramp_log10"])
+    return max(flat_channel_guard["limit_log10"] - margin, 0.0)
+
+
+def within_window_reference(log_power: np.ndarray, spec: FeatureSpec,
+                            quiet_log10: float = DEFAULT_QUIET_LOG10) -> np.ndarray:
     """A baseline from the window itself, for when no seizure-free EEG exists: every channel
     becomes the window's median channel (per frequency and time), so occlusion asks how a part
     differs from the rest of the head. Silence (zeros) instead reads every occluded band as a
@@ -59,10 +76,14 @@ def within_window_reference(log_power: np.ndarray, spec: FeatureSpec, quiet_log1
     return reference
 
 
-def baseline_log_power(transform, spec: FeatureSpec, log_power: np.ndarray, baseline_eeg: np.ndarray | None):
+def baseline_log_power(transform, spec: FeatureSpec, log_power: np.ndarray, baseline_eeg: np.ndarray | None,
+                       flat_channel_guard: dict | None = None):
     """What occlusion takes parts from: the baseline EEG's log power, or, with no baseline EEG
-    (None), the window's own `within_window_reference`. transform: the model's CWTransform."""
-    return within_window_reference(log_power, spec) if baseline_eeg is None else transform.log_power(baseline_eeg)
+    (None), the window's own `within_window_reference`, quiet by the model's `flat_channel_guard`.
+    transform: the model's CWTransform."""
+    if baseline_eeg is not None:
+        return transform.log_power(baseline_eeg)
+    return within_window_reference(log_power, spec, quiet_limit_log10(flat_channel_guard))
 
 
 def quietest_window(candidates: list[np.ndarray]) -> int:
@@ -173,5 +194,5 @@ def band_region_matrix(fi: dict[str, float], ri: dict[str, float]) -> np.ndarray
     return np.outer([fi[b] for b in BANDS_HZ], [max(ri[r], 0.0) for r in REGIONS])
 
 
-__all__ = ["quietest_window", "within_window_reference", "baseline_log_power", "WITHIN_WINDOW_KIND",
-           "occlusion_batch", "occlude", "Occlusion", "band_region_matrix", "REGIONS", "BANDS_HZ"]
+__all__ = ["quietest_window", "within_window_reference", "quiet_limit_log10", "baseline_log_power",
+           "WITHIN_WINDOW_KIND", "occlusion_batch", "occlude", "Occlusion", "band_region_matrix", "REGIONS", "BANDS_HZ"]

@@ -22,6 +22,7 @@ META_WEIGHTS = "ictal.weights_sha256"
 META_NAME = "ictal.model_name"
 META_CHECKPOINT = "ictal.checkpoint"
 META_PEERS = "ictal.classical_peers"  # line-length / band-power detectors fitted with the model
+META_FLAT_GUARD = "ictal.flat_channel_guard"  # the graph's flat-channel limit, for explanations
 META_GRAPH = "ictal.graph_sha256"  # of the ONNX graph itself (nodes + weights), checked at every load
 
 
@@ -154,6 +155,7 @@ class Scorer:
             self.peers = ClassicalPeers.from_dict(json.loads(meta.get(META_PEERS, "null")), where=str(self.path))
         except json.JSONDecodeError as e:
             raise ModelError(f"{self.path}: metadata '{META_PEERS}' is not valid JSON ({e})") from e
+        self.flat_channel_guard = _flat_channel_guard(meta.get(META_FLAT_GUARD), self.path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         want = list(self.spec.input_shape)
@@ -258,8 +260,27 @@ def _threshold(text: str | None, where) -> float:
     return value
 
 
+def _flat_channel_guard(text: str | None, where) -> dict | None:
+    """{'limit_log10', 'ramp_log10'} of the graph's flat-channel guard; None for a model exported
+    without the field (or without a guard)."""
+    expected = "expected null or {\"limit_log10\": decades > 0, \"ramp_log10\": decades ≥ 0}"
+    try:
+        guard = json.loads(text) if text is not None else None
+    except json.JSONDecodeError:
+        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; {expected}") from None
+    if guard is None:
+        return None
+    try:
+        limit, ramp = float(guard["limit_log10"]), float(guard["ramp_log10"])
+    except (TypeError, KeyError, ValueError):
+        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; {expected}") from None
+    if not (limit > 0 and ramp >= 0):
+        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; {expected}")
+    return {"limit_log10": limit, "ramp_log10": ramp}
+
+
 def metadata_json(spec: FeatureSpec, threshold: float, weights_sha256: str, name: str, checkpoint: str,
-                  peers: dict | None = None) -> dict:
+                  peers: dict | None = None, flat_channel_guard: dict | None = None) -> dict:
     return {META_SPEC: spec.to_json(), META_THRESHOLD: repr(float(threshold)), META_WEIGHTS: weights_sha256,
             META_NAME: name, META_CHECKPOINT: checkpoint, META_PEERS: json.dumps(peers),
-            "ictal.metadata_version": json.dumps(1)}
+            META_FLAT_GUARD: json.dumps(flat_channel_guard), "ictal.metadata_version": json.dumps(1)}

@@ -153,6 +153,24 @@ def test_the_within_window_reference_leaves_a_quiet_channel_as_it_is():
     assert np.allclose(ref[0], np.median(np.delete(x, 5, axis=0), axis=0)) and np.allclose(ref[0], ref[17])
 
 
+def test_what_counts_as_quiet_follows_the_models_flat_channel_guard():
+    """A channel 1.2 decades below the others is intact to a model that reads 3 decades as flat:
+    its cells must compare it with the median channel. To the shipped guard (1.5 decades, ramp
+    0.1) it is near enough to the limit that filling one band could cross it: it keeps its own."""
+    from ictal.runtime.occlusion import baseline_log_power, quiet_limit_log10
+
+    spec = FeatureSpec()
+    x = np.random.default_rng(1).normal(1.0, 0.2, (18, 40, 80)).astype(np.float32)
+    x[3] -= 1.2
+    shipped, lenient = {"limit_log10": 1.5, "ramp_log10": 0.1}, {"limit_log10": 3.0, "ramp_log10": 0.1}
+    assert quiet_limit_log10(shipped) == pytest.approx(1.0) and quiet_limit_log10(None) == 1.0
+    assert quiet_limit_log10({"limit_log10": 2.0, "ramp_log10": 0.0}) == pytest.approx(1.5)
+    transform = CWTransform(spec)
+    assert np.array_equal(baseline_log_power(transform, spec, x, None, shipped)[3], x[3])
+    filled = baseline_log_power(transform, spec, x, None, lenient)
+    assert np.allclose(filled[3], np.median(x, axis=0)) and np.allclose(filled[3], filled[0])
+
+
 def test_explanations_change_when_weights_are_randomised_layer_by_layer(left_temporal_task):
     """Cascading randomisation from the read-out down: every step below the head moves Grad-CAM
     or the joint occlusion matrix away from the trained model's, and the fully random model's

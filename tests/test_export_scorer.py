@@ -106,3 +106,22 @@ def test_scorer_refuses_changed_weights_a_missing_hash_and_a_bad_threshold(tiny_
             Scorer(_rewrite(src, tmp_path / "thr.onnx", threshold(value)))
     assert onnx.load(str(src)).graph.initializer, "the fixture itself is untouched"
     Scorer(src)
+
+
+def test_onnx_model_carries_its_flat_channel_guard_for_the_explanations(tiny_hybrid, tiny_model, tmp_path):
+    """The flat-channel guard lives inside the graph; explanations without seizure-free EEG need
+    its limit (a channel the model reads as flat keeps its own power), so the export carries it."""
+    from ictal.runtime.scorer import META_FLAT_GUARD
+
+    hybrid = Scorer(tiny_hybrid["onnx"])
+    assert hybrid.flat_channel_guard == {"limit_log10": 1.5, "ramp_log10": 0.1}  # TrainConfig's defaults
+    assert Scorer(tiny_model["onnx"]).flat_channel_guard is None  # no summary branch, no guard
+
+    def guard(value):
+        def change(proto):
+            next(p for p in proto.metadata_props if p.key == META_FLAT_GUARD).value = value
+        return change
+
+    for value in ('{"limit_log10": -1, "ramp_log10": 0.1}', "1.5", '{"limit_log10": 1.5}'):
+        with pytest.raises(ModelError, match=rf"'{META_FLAT_GUARD}' is .*expected null or"):
+            Scorer(_rewrite(tiny_hybrid["onnx"], tmp_path / "guard.onnx", guard(value)))
