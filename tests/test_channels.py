@@ -87,6 +87,8 @@ def test_a_recording_referenced_to_cz_is_read_as_referential():
     assert set(resolve_montage(double_banana, double_banana).how) == {"direct"}
     with pytest.raises(ChannelMismatch, match="lacks FP1, F7"):
         resolve_montage(src[:5], double_banana[:1])  # five against Cz: too few to call Cz the reference
+    # a reference name we do not know ('Fp1-Ave') is read the same way: it is on every electrode
+    assert not resolve_montage([f"{e}-Ave" for e in electrodes + ["Cz"]], double_banana).missing
 
 
 def test_every_chbmit_channel_has_one_of_five_regions():
