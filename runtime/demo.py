@@ -33,7 +33,7 @@ def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Pat
     onsets = [(a.onset_s, a.onset_s + a.duration_s) for a in rec.annotations if "seizure" in a.text]
     use_gradcam = torch_available() and checkpoint.exists() if gradcam is None else gradcam
     name = f"ictal-demo-{threading.get_ident() % 100000}"
-    replay = Replay(rec, speed=speed, name=name)
+    replay = Replay(rec, speed=speed, name=name, keep_outlet_until_stop=True)
     print(f"demo: replaying {clip.name} ({rec.duration_s:.0f} s, {len(rec.labels)} channels @ {rec.sfreq_hz:g} Hz, "
           f"seizure at {', '.join(f'{s:g}-{e:g} s' for s, e in onsets)}) at {speed:g}x over LSL '{name}'")
     print(f"demo: Grad-CAM band importance {'on (torch)' if use_gradcam else 'off (install the [train] extra)'}")
@@ -42,10 +42,11 @@ def run_demo(out_dir: str | Path = "demo_out", *, speed: float = 4.0, model: Pat
                   gradcam_checkpoint=checkpoint if use_gradcam else None, resolve_timeout_s=10)
     mon.connect()
     try:
-        mon.run(idle_exit_s=3.0)
+        # idle_exit_s only in case the replay thread hangs: the monitor stops when the clip has ended
+        mon.run(idle_exit_s=3.0, source_finished=replay.finished.is_set)
     finally:
+        mon.disconnect()  # first: an outlet that closes under a live inlet makes liblsl log an error
         replay.stop()
-        mon.disconnect()
     # the monitor's times are recording seconds from the first sample (stamped at the replay's t0)
     t0 = replay.t0
     scores = [json.loads(line) for line in (out / "monitor.jsonl").read_text().splitlines()]

@@ -563,15 +563,22 @@ class Monitor:
 
     # ------------------------------------------------------------ loop
     def run(self, duration_s: float | None = None, idle_exit_s: float | None = None,
-            poll_s: float = 0.01) -> None:
-        """Process until `duration_s` of wall time passed or no data came for `idle_exit_s`."""
+            poll_s: float = 0.01, source_finished=None) -> None:
+        """Process until `duration_s` of wall time passed or no data came for `idle_exit_s`, or,
+        with `source_finished` (a callable: has the source sent its last sample?), once it has and
+        the inlet is drained: a replay that ended is not a stalled stream, and must not raise the
+        "no EEG samples" technical alarm on its way out."""
         start = time.monotonic()
+        drained_s = min(0.5, self.stale_s / 2)  # no sample for this long after the source ended
         while True:
             got = self.step()
             now = time.monotonic()
             if duration_s is not None and now - start >= duration_s:
                 break
             if idle_exit_s is not None and now - max(self.last_data_wall, start) >= idle_exit_s:
+                break
+            if (source_finished is not None and not got and now - max(self.last_data_wall, start) >= drained_s
+                    and source_finished()):
                 break
             if not got:
                 time.sleep(poll_s)

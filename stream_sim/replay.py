@@ -50,10 +50,12 @@ class Replay:
                  name: str = "ictal-replay", source_id: str | None = None, chunk_s: float = 1 / 32,
                  faults: Faults | None = None, start_s: float = 0.0, markers: bool = True, t0: float | None = None,
                  wait_for_consumer_s: float = 5.0, unit: str = "microvolts", channel_format: str = "float32",
-                 stream_type: str = "EEG"):
+                 stream_type: str = "EEG", keep_outlet_until_stop: bool = False):
         """`unit` is what the stream declares and sends (the data is converted from µV; an
         unknown unit sends µV values under that name); `channel_format` any LSL numeric
-        format ('float32', 'double64', 'int16', ...)."""
+        format ('float32', 'double64', 'int16', ...). With `keep_outlet_until_stop`, the outlet
+        stays open after the last sample until `stop()`: `finished` is set, and a monitor can
+        end on it instead of seeing the stream vanish."""
         self.rec = recording if isinstance(recording, Recording) else recording_with_seizures(recording)
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
@@ -71,6 +73,8 @@ class Replay:
         self.wait_for_consumer_s = wait_for_consumer_s
         self.unit, self.channel_format, self.stream_type = unit, channel_format, stream_type
         self._stop = threading.Event()
+        self.keep_outlet_until_stop = keep_outlet_until_stop
+        self.finished = threading.Event()  # set once the last sample has been pushed and drained
         self._thread: threading.Thread | None = None
         self.pushed = 0  # samples pushed
         self.push_log: list[tuple[int, float]] = []  # (sample index, wall LSL clock at push) for latency benches
@@ -167,6 +171,9 @@ class Replay:
                     markers.push_sample([text], t0 + (offset_s + onset) / self.speed)
             i = j
         time.sleep(0.3)  # let the last chunk drain before the outlet goes away
+        self.finished.set()
+        if self.keep_outlet_until_stop:
+            self._stop.wait()
         del eeg, markers
 
     def start(self) -> "Replay":

@@ -298,3 +298,18 @@ def test_mne_lsl_player_streams_a_real_seizure_into_the_monitor_and_the_alert_ar
     # the clip's seizure runs from 0 s to 14 s: the alert comes from the first windows (ending at 10 s)
     assert 10 <= onsets[0]["t_stream_s"] < 14
     assert mon.n_scored >= 3 and mon.n_rejected == 0  # volts read as µV would be rejected as flat
+
+
+def test_the_demo_ends_with_its_replay_and_raises_no_technical_alarm(tmp_path):
+    """`ictal demo` as a new user runs it: the clip is replayed, every window scored, the alert
+    explained. When the clip ends the monitor stops with it: the demo used to wait for the stream
+    to go silent and so raised "no EEG samples are arriving" on every run."""
+    from ictal.runtime.demo import run_demo
+
+    summary = run_demo(tmp_path / "demo", speed=10.0, gradcam=False)
+    log = [json.loads(line) for line in (tmp_path / "demo" / "monitor.jsonl").read_text().splitlines()]
+    events = [e["event"] for e in log]
+    assert events.count("score") == 21  # 30-s clip, 10-s windows, 1-s hop
+    assert not [e for e in events if e.startswith("technical_alarm") or e == "stream_stalled"], events
+    assert len(summary["alerts"]) == 1 and summary["alerts"][0]["delay_from_onset_s"] < 15
+    assert (tmp_path / "demo" / "timeline.png").stat().st_size > 0
