@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -563,7 +564,7 @@ class Monitor:
 
     # ------------------------------------------------------------ loop
     def run(self, duration_s: float | None = None, idle_exit_s: float | None = None,
-            poll_s: float = 0.01, source_finished=None) -> None:
+            poll_s: float = 0.01, source_finished: Callable[[], bool] | None = None) -> None:
         """Process until `duration_s` of wall time passed or no data came for `idle_exit_s`, or,
         with `source_finished` (a callable: has the source sent its last sample?), once it has and
         the inlet is drained: a replay that ended is not a stalled stream, and must not raise the

@@ -195,4 +195,5 @@ def band_region_matrix(fi: dict[str, float], ri: dict[str, float]) -> np.ndarray
 
 
 __all__ = ["quietest_window", "within_window_reference", "quiet_limit_log10", "baseline_log_power",
-           "WITHIN_WINDOW_KIND", "occlusion_batch", "occlude", "Occlusion", "band_region_matrix", "REGIONS", "BANDS_HZ"]
+           "WITHIN_WINDOW_KIND", "occlusion_batch", "occlude", "Occlusion", "band_region_matrix", "REGIONS",
+           "BANDS_HZ"]

@@ -263,19 +263,16 @@ def _threshold(text: str | None, where) -> float:
 def _flat_channel_guard(text: str | None, where) -> dict | None:
     """{'limit_log10', 'ramp_log10'} of the graph's flat-channel guard; None for a model exported
     without the field (or without a guard)."""
-    expected = "expected null or {\"limit_log10\": decades > 0, \"ramp_log10\": decades ≥ 0}"
-    try:
-        guard = json.loads(text) if text is not None else None
-    except json.JSONDecodeError:
-        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; {expected}") from None
-    if guard is None:
+    if text is None or text == "null":
         return None
     try:
+        guard = json.loads(text)
         limit, ramp = float(guard["limit_log10"]), float(guard["ramp_log10"])
-    except (TypeError, KeyError, ValueError):
-        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; {expected}") from None
+    except (json.JSONDecodeError, TypeError, KeyError, ValueError):
+        limit = ramp = float("nan")  # refused below, with the text as it is
     if not (limit > 0 and ramp >= 0):
-        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; {expected}")
+        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; expected null or "
+                         '{"limit_log10": decades > 0, "ramp_log10": decades ≥ 0}')
     return {"limit_log10": limit, "ramp_log10": ramp}
 
 
