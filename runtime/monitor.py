@@ -576,10 +576,10 @@ class Monitor:
             now = time.monotonic()
             if duration_s is not None and now - start >= duration_s:
                 break
-            if idle_exit_s is not None and now - max(self.last_data_wall, start) >= idle_exit_s:
+            idle_s = now - max(self.last_data_wall, start)
+            if idle_exit_s is not None and idle_s >= idle_exit_s:
                 break
-            if (source_finished is not None and not got and now - max(self.last_data_wall, start) >= drained_s
-                    and source_finished()):
+            if source_finished is not None and not got and idle_s >= drained_s and source_finished():
                 break
             if not got:
                 time.sleep(poll_s)
