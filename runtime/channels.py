@@ -168,7 +168,7 @@ def _add_common_electrode_reference(src: dict[str, dict[str, int]]) -> None:
         if len(parts) == 2 and "" in refs:
             second.setdefault(parts[1], []).append(parts[0])
     for reference, actives in second.items():
-        if len(set(actives)) >= COMMON_ELECTRODE_REFERENCE_MIN:
+        if len(actives) >= COMMON_ELECTRODE_REFERENCE_MIN:  # distinct: src's keys are unique
             for active in actives:
                 src.setdefault(active, {}).setdefault(reference, src[f"{active}-{reference}"][""])
 

@@ -267,13 +267,12 @@ def test_cross_validation_table_renders_from_its_json_where_undefined_aurocs_are
     assert "| neo01 | 0.90 | – | 1/1 | 2 (0.50 h) |" in table and "| chb01 | 0.90 | 0.75 |" in table
 
 
-def _assert_scores_like_the_demo_clip(tmp_path, data_uv, labels, name):
-    """The demo clip's EEG written under other labels (and references) scores as the original."""
+def _assert_scores_like_the_demo_clip(tmp_path, rec, data_uv, labels, name):
+    """The demo clip (`rec`, as read) written under other labels (and references) scores as the original."""
     from ictal.runtime.edf import Recording, write_edf
     from ictal.runtime.scorer import score_edf
     from ictal.runtime.shipped import DEMO_CLIP, SHIPPED_MODEL
 
-    rec = read_edf(DEMO_CLIP)
     path = write_edf(Recording(data_uv, rec.sfreq_hz, labels, name), tmp_path / name)
     original, relabelled = score_edf(SHIPPED_MODEL, DEMO_CLIP), score_edf(SHIPPED_MODEL, path)
     np.testing.assert_allclose(relabelled.p, original.p, atol=1e-3)  # writing the EDF re-quantises the samples
@@ -287,7 +286,7 @@ def test_shipped_model_scores_an_ear_referenced_recording_like_the_original(tmp_
     rec = read_edf(DEMO_CLIP)
     ear = [lab.replace("EEG ", "").replace("-Ref", "-A1") for lab in rec.labels]
     assert ear[0].endswith("-A1") and ear != rec.labels
-    _assert_scores_like_the_demo_clip(tmp_path, rec.data_uv, ear, "clip_ear.edf")
+    _assert_scores_like_the_demo_clip(tmp_path, rec, rec.data_uv, ear, "clip_ear.edf")
 
 
 def test_shipped_model_scores_a_cz_referenced_recording_like_the_original(tmp_path):
@@ -301,7 +300,7 @@ def test_shipped_model_scores_a_cz_referenced_recording_like_the_original(tmp_pa
     keep = [i for i in range(len(electrodes)) if i != cz]
     data = rec.data_uv[keep] - rec.data_uv[cz]
     labels = [f"{electrodes[i]}-Cz" for i in keep]
-    _assert_scores_like_the_demo_clip(tmp_path, data, labels, "clip_cz.edf")
+    _assert_scores_like_the_demo_clip(tmp_path, rec, data, labels, "clip_cz.edf")
 
 
 def test_shipped_model_scores_a_recording_sampled_at_100_hz_like_the_original(tmp_path):
