@@ -1,4 +1,4 @@
-"""Seizure annotations: CHB-MIT summary files, EDF+ annotations, TUH csv_bi."""
+"""Seizure annotations: CHB-MIT summary files, EDF+ annotations, TUH csv_bi, Siena seizure lists."""
 from __future__ import annotations
 
 import dataclasses
@@ -237,6 +237,146 @@ def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure
     return [Seizure(s, e, rec, patient or rec.split("_")[0], f"{rec}#{i + 1}") for i, (s, e) in enumerate(merged)]
 
 
+SIENA_LIST_GLOB = "Seizures-list-*.txt"
+_RE_SIENA_FIELD = re.compile(r"^(file\s*name|registration\s+start\s+time|registration\s+end\s+time|"
+                             r"(?:seizure\s+)?start\s+time|(?:seizure\s+)?end\s+time)\s*:\s*(.*)$", re.I)
+_RE_SIENA_CLOCK = re.compile(r"^(\d{1,2})[.:](\d{1,2})[.:](\d{1,2})$")
+_RE_HAS_CLOCK = re.compile(r"\d{1,2}\s*[.:]\s*\d{1,2}\s*[.:]\s*\d{1,2}")
+DAY_S = 24 * 3600
+
+
+def siena_file_key(name: str) -> str:
+    """How a Siena seizure list and the folder's EDFs are matched: the upper-case stem, the letter O
+    read as zero in the patient number ('PNO6-1' → PN06-1) and a dangling dash dropped ('PN11-' →
+    PN11), the three ways the database's lists misspell its own file names."""
+    stem = Path(name.strip()).stem.upper() if name.strip().lower().endswith(".edf") else name.strip().upper()
+    m = re.match(r"^PN([O0-9]+)(.*)$", stem)
+    if m:
+        stem = "PN" + m.group(1).replace("O", "0") + m.group(2)
+    return stem.rstrip("-")
+
+
+def parse_siena_seizure_list(path: str | os.PathLike) -> dict[str, list[tuple[float, float]]]:
+    """Parse a Siena Scalp EEG `Seizures-list-PNnn.txt` into {listed file name: [(start_s, end_s)]}.
+
+    The list gives clock times: each seizure's start and end and its file's registration start.
+    Seconds from the file's start are the clock differences, across midnight where a recording
+    runs past it. The forms the database uses are all read: 'Seizure start time:' or 'Start
+    time:', '19.58.36' or '21:51:02', several seizures after one registration block, a later
+    seizure block that names the file but not its registration again, and stray spaces inside a
+    time ('1 6.49.25'). Header lines such as 'Seizure n 2' are skipped; a line that holds a clock
+    time in any other field is an error, so that a seizure is never dropped unread.
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="latin-1").splitlines()
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot read Siena seizure list ({e})") from e
+    out: dict[str, list[tuple[float, float]]] = {}
+    registration: dict[str, tuple[float, float | None]] = {}
+    current: str | None = None
+    pending: tuple[float, int] | None = None
+
+    def clock(value: str, lineno: int) -> float:
+        m = _RE_SIENA_CLOCK.match(re.sub(r"\s+", "", value))
+        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59 or int(m.group(3)) > 59:
+            raise AnnotationError(f"{path}:{lineno}: {value.strip()!r} is not a clock time; expected hh.mm.ss "
+                                  "or hh:mm:ss")
+        return int(m.group(1)) * 3600.0 + int(m.group(2)) * 60.0 + int(m.group(3))
+
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.strip()
+        m = _RE_SIENA_FIELD.match(line)
+        if not m:
+            if _RE_HAS_CLOCK.search(line):
+                raise AnnotationError(f"{path}:{lineno}: line holds a time but is not a Siena seizure-list "
+                                      f"field: {line!r}")
+            continue
+        field, value = re.sub(r"\s+", " ", m.group(1).lower()), m.group(2)
+        if field.replace(" ", "") == "filename":
+            if pending is not None:
+                raise AnnotationError(f"{path}:{pending[1]}: seizure start in {current} has no end time")
+            current = value.strip()
+            out.setdefault(current, [])
+            continue
+        if current is None:
+            raise AnnotationError(f"{path}:{lineno}: {line!r} comes before any 'File name:'")
+        t = clock(value, lineno)
+        if field == "registration start time":
+            registration[current] = (t, None)
+        elif field == "registration end time":
+            if current not in registration:
+                raise AnnotationError(f"{path}:{lineno}: registration end of {current} before its start")
+            registration[current] = (registration[current][0], t)
+        elif field.endswith("start time"):
+            if pending is not None:
+                raise AnnotationError(f"{path}:{pending[1]}: seizure start in {current} has no end time")
+            pending = (t, lineno)
+        else:
+            if pending is None:
+                raise AnnotationError(f"{path}:{lineno}: seizure end without a start in {current}")
+            if current not in registration:
+                raise AnnotationError(f"{path}:{pending[1]}: seizure in {current} before any 'Registration start "
+                                      "time:' for that file; its seconds cannot be known")
+            reg_start, reg_end = registration[current]
+            start, end = (pending[0] - reg_start) % DAY_S, (t - reg_start) % DAY_S
+            if end <= start:
+                raise AnnotationError(f"{path}:{lineno}: seizure in {current} ends at {value.strip()}, not after "
+                                      "its start")
+            if reg_end is not None and end > (reg_end - reg_start) % DAY_S:
+                raise AnnotationError(f"{path}:{lineno}: seizure in {current} ends at {value.strip()}, after the "
+                                      "registration's end")
+            out[current].append((start, end))
+            pending = None
+    if pending is not None:
+        raise AnnotationError(f"{path}:{pending[1]}: seizure start in {current} has no end time")
+    if not out:
+        raise AnnotationError(f"{path}: no 'File name:' entries; not a Siena seizure list")
+    return out
+
+
+def siena_seizures(folder: str | os.PathLike, edf_names: list[str]) -> dict[str, list[Seizure]]:
+    """Seizures of the EDFs in `folder` that its Siena seizure lists cover ({} without a list).
+
+    A list is its patient's whole seizure list, so an EDF of that patient that the list does not
+    name is seizure-free. A listed name without a run number ('PN01.edf') names the patient's only
+    EDF. A listed file that matches no EDF while an EDF of the patient goes unlisted is an error:
+    a misspelt name must not turn a recording's seizures into background.
+    """
+    folder = Path(folder)
+    lists = sorted(folder.glob(SIENA_LIST_GLOB))
+    if not lists:
+        return {}
+    keys = {siena_file_key(n): n for n in edf_names}
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    unmatched: list[str] = []
+    patients: set[str] = set()
+    for lst in lists:
+        patients.add(siena_file_key(lst.stem[len("Seizures-list-"):]))
+        for listed, times in parse_siena_seizure_list(lst).items():
+            key = siena_file_key(listed)
+            match = [keys[key]] if key in keys else [n for k, n in keys.items() if "-" not in key and
+                                                     k.startswith(key + "-")]
+            if len(match) > 1:
+                raise AnnotationError(f"{lst}: {listed!r} has no run number and {folder} holds "
+                                      f"{', '.join(sorted(match))}; which one is meant?")
+            if match:
+                intervals.setdefault(match[0], []).extend(times)
+            else:
+                unmatched.append(listed)
+    unlisted = sorted(n for k, n in keys.items() if n not in intervals and
+                      any(k == p or k.startswith(p + "-") for p in patients))
+    if unmatched and unlisted:
+        raise AnnotationError(f"{folder}: the Siena seizure list names {', '.join(unmatched)}, which match no EDF "
+                              f"here, and does not name {', '.join(unlisted)}; rename the file or the list entry "
+                              "so that they agree")
+    found = {name: [] for name in unlisted}
+    for name, times in intervals.items():
+        found[name] = [Seizure(start, end, name, patient_of(name), f"{Path(name).stem}#{i + 1}")
+                       for i, (start, end) in enumerate(sorted(times))]
+    return found
+
+
 def check_seizures_within(seizures: list[Seizure], duration_s: float, source: str) -> None:
     """Refuse seizure times that lie past the end of their recording."""
     for sz in seizures:
@@ -253,7 +393,8 @@ class LabelledRecording:
 
 
 def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
-    """Seizures of one EDF from a summary file beside it, a csv_bi, or its EDF+ annotations ([] if none)."""
+    """Seizures of one EDF from a summary file beside it, a csv_bi, a Siena seizure list, or its EDF+
+    annotations ([] if none)."""
     from .edf import read_edf
 
     path = Path(path)
@@ -264,6 +405,9 @@ def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
     csv = path.with_suffix(".csv_bi")
     if csv.exists():
         return parse_tuh_csv_bi(csv)
+    siena = siena_seizures(path.parent, [p.name for p in path.parent.iterdir() if p.suffix.lower() == ".edf"])
+    if path.name in siena:
+        return siena[path.name]
     return seizures_from_edf_annotations(read_edf(path))
 
 
@@ -271,8 +415,9 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
     """Every EDF under `root` (a folder, or one EDF file) with its seizures.
 
     Labels come from, in order: a `chbNN-summary.txt` in the same folder that
-    lists the file, a TUH `*.csv_bi` with the same stem, or the file's own
-    EDF+ annotations. A plain EDF with none of these is an error: an
+    lists the file, a TUH `*.csv_bi` with the same stem, a Siena
+    `Seizures-list-PNnn.txt` in the same folder, or the file's own EDF+
+    annotations. A plain EDF with none of these is an error: an
     unlabelled file must not silently count as seizure-free.
     """
     from .edf import read_edf
@@ -289,6 +434,7 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
     if not edfs:
         raise AnnotationError(f"{root}: contains no .edf files")
     summaries: dict[Path, dict[str, SummaryEntry]] = {}
+    siena: dict[Path, dict[str, list[Seizure]]] = {}
     out = []
     for edf in edfs:
         folder = edf.parent
@@ -297,6 +443,7 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
             for s in sorted(folder.glob("*-summary.txt")):
                 found.update(parse_chbmit_summary(s))
             summaries[folder] = found
+            siena[folder] = siena_seizures(folder, [p.name for p in edfs if p.parent == folder])
         entry = summaries[folder].get(edf.name)
         # one patient per folder (eegmmidb S001/) unless the file name names one (neonatal/neo04_…)
         patient = patient_of(edf.name, default=folder.name)
@@ -307,9 +454,12 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
         if csv.exists():
             out.append(LabelledRecording(edf, parse_tuh_csv_bi(csv, patient), patient))
             continue
+        if edf.name in siena[folder]:
+            out.append(LabelledRecording(edf, siena[folder][edf.name], patient))
+            continue
         rec = read_edf(edf)
         if not rec.edf_plus:
             raise AnnotationError(f"{edf}: no seizure labels (not in a chbNN-summary.txt, no {csv.name}, "
-                                  "not EDF+ with annotations)")
+                                  "no Seizures-list-*.txt, not EDF+ with annotations)")
         out.append(LabelledRecording(edf, seizures_from_edf_annotations(rec, patient), patient))
     return out

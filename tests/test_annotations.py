@@ -110,3 +110,118 @@ def test_tuh_csv_bi_that_is_not_utf8_names_the_line(tmp_path):
     path.write_bytes(b"# version = csv_v1.0.0\nchannel,start_time,stop_time,label,confidence\nFP1,1,2,bckg\xff,1\n")
     with pytest.raises(AnnotationError, match=r"rec.csv_bi:3: byte 0xff is not UTF-8"):
         parse_tuh_csv_bi(path)
+
+
+# A Siena Scalp EEG seizure list in the forms the database's own lists use: 'Seizure start time'
+# or 'Start time', '.' or ':' in clock times, several seizures after one registration block,
+# a block that does not repeat its registration, a stray space inside a time, midnight.
+SIENA_LIST = """Seizures list of patient PN05
+
+Seizure n 1
+File name: PNO5-1.edf
+Registration start time: 19.39.33
+Registration end time: 19.40.33
+Seizure start time: 19.39.53
+Seizure end time: 19.40.08
+
+Seizure n 2
+File name: PN05-2.edf
+Registration start time:2 3.59.40
+Registration end time: 00.00.40
+
+Seizure n 2
+Start time: 23:59:50
+End time: 00:00:02
+
+Seizure n 3
+Start time: 00:00:20
+End time: 00:00:30
+"""
+
+
+def test_siena_seizure_list_reads_every_form_the_database_uses(tmp_path):
+    from ictal.runtime.annotations import parse_siena_seizure_list
+
+    p = tmp_path / "Seizures-list-PN05.txt"
+    p.write_text(SIENA_LIST + "\nSeizure n 4\nFile name: PN05-2.edf\nSeizure start time: 00.00.31\n"
+                 "Seizure end time: 00.00.35\n")
+    assert parse_siena_seizure_list(p) == {"PNO5-1.edf": [(20.0, 35.0)],
+                                           "PN05-2.edf": [(10.0, 22.0), (40.0, 50.0), (51.0, 55.0)]}
+
+
+@pytest.mark.parametrize("text, match", [
+    ("File name: PN05-1.edf\nRegistration start time: 10.00.00\nSeizure onset: 10.00.05\n",
+     r"Seizures-list-PN05.txt:3: line holds a time but is not a Siena seizure-list field"),
+    ("File name: PN05-1.edf\nRegistration start time: 10.00.00\nRegistration end time: 10.01.00\n"
+     "Seizure start time: 10.00.50\nSeizure end time: 10.01.10\n", r":5: seizure in PN05-1.edf ends at 10.01.10, "
+     "after the registration's end"),
+    ("File name: PN05-1.edf\nSeizure start time: 10.00.50\nSeizure end time: 10.01.10\n",
+     r":2: seizure in PN05-1.edf before any 'Registration start time:'"),
+    ("File name: PN05-1.edf\nRegistration start time: 10.00.00\nSeizure start time: 10.00.50\n",
+     r":3: seizure start in PN05-1.edf has no end time"),
+    ("File name: PN05-1.edf\nRegistration start time: 10.00.00\nSeizure start time: 10.61.00\n",
+     r":3: '10.61.00' is not a clock time"),
+])
+def test_siena_list_errors_name_the_line(tmp_path, text, match):
+    from ictal.runtime.annotations import parse_siena_seizure_list
+
+    p = tmp_path / "Seizures-list-PN05.txt"
+    p.write_text(text)
+    with pytest.raises(AnnotationError, match=match):
+        parse_siena_seizure_list(p)
+
+
+def _siena_folder(tmp_path, eegmmidb_dir, runs=("PN05-1", "PN05-2", "PN05-3")):
+    """A Siena-layout patient folder of real EEG: eegmmidb S001R01 as Siena writes it (labels
+    'EEG Fp1', 512 Hz, 60 s), one EDF per run, and the seizure list above."""
+    from scipy.signal import resample_poly
+
+    from ictal.runtime.edf import Recording, write_edf
+
+    src = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    keep = [i for i, lab in enumerate(src.labels) if lab.strip(".").upper() in
+            {"FP1", "FP2", "F7", "F3", "FZ", "F4", "F8", "T7", "C3", "CZ", "C4", "T8", "P7", "P3", "PZ", "P4",
+             "P8", "O1", "O2"}]
+    data = resample_poly(src.data_uv[keep, :160 * 60], 16, 5, axis=1)
+    labels = ["EEG " + src.labels[i].strip(".").capitalize() for i in keep]
+    d = tmp_path / "PN05"
+    d.mkdir()
+    for run in runs:
+        write_edf(Recording(data, 512.0, labels), d / f"{run}.edf")
+    (d / "Seizures-list-PN05.txt").write_text(SIENA_LIST)
+    return d
+
+
+def test_a_siena_patient_folder_trains_as_it_is_downloaded(tmp_path, eegmmidb_dir):
+    from ictal.models.data import build_windows
+    from ictal.runtime.annotations import seizures_for_file
+    from conftest import tiny_spec
+
+    d = _siena_folder(tmp_path, eegmmidb_dir)
+    recs = {lr.path.name: lr for lr in find_labelled_recordings(d)}
+    assert {n: [(s.start_s, s.end_s) for s in lr.seizures] for n, lr in recs.items()} == {
+        "PN05-1.edf": [(20.0, 35.0)], "PN05-2.edf": [(10.0, 22.0), (40.0, 50.0)], "PN05-3.edf": []}
+    assert {lr.patient for lr in recs.values()} == {"pn05"}
+    assert [s.seizure_id for s in recs["PN05-2.edf"].seizures] == ["PN05-2#1", "PN05-2#2"]
+    assert seizures_for_file(d / "PN05-2.edf") == recs["PN05-2.edf"].seizures
+    # the 512-Hz referential EEG becomes the double banana, and the windows carry the list's labels
+    spec = tiny_spec()
+    ws = build_windows(d, spec, hop_s=5, seizure_hop_s=5, log=lambda *_: None)
+    by_window = {(w.recording, w.start_s): w.label for w in ws.windows}
+    assert by_window[("PN05-1.edf", 20.0)] == 1.0 and by_window[("PN05-1.edf", 0.0)] == 0.0
+    assert by_window[("PN05-2.edf", 40.0)] == 1.0 and max(v for (r, _), v in by_window.items() if r == "PN05-3.edf") == 0
+
+
+def test_a_misspelt_siena_file_name_is_an_error_not_background(tmp_path, eegmmidb_dir):
+    d = _siena_folder(tmp_path, eegmmidb_dir, runs=("PN05-1", "PN05-3"))
+    with pytest.raises(AnnotationError, match=r"PN05: the Siena seizure list names PN05-2.edf, which match no EDF "
+                       r"here, and does not name PN05-3.edf"):
+        find_labelled_recordings(d)
+    # a list name without a run number names the patient's only EDF, and is refused when there are several
+    (d / "PN05-3.edf").unlink()
+    (d / "Seizures-list-PN05.txt").write_text(SIENA_LIST.replace("PNO5-1.edf", "PN05.edf").split("Seizure n 2")[0])
+    assert [(s.start_s, s.end_s) for s in find_labelled_recordings(d)[0].seizures] == [(20.0, 35.0)]
+    (d / "PN05-1.edf").rename(d / "PN05-3.edf")
+    (d / "PN05-4.edf").write_bytes((d / "PN05-3.edf").read_bytes())
+    with pytest.raises(AnnotationError, match=r"'PN05.edf' has no run number and .*PN05 holds PN05-3.edf, PN05-4.edf"):
+        find_labelled_recordings(d)
