@@ -22,11 +22,11 @@ import torch
 
 from ictal.runtime.annotations import Seizure, seizures_for_file
 from ictal.runtime.channels import REGIONS
-from ictal.runtime.edf import read_edf
+from ictal.runtime.edf import open_edf
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
 from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_matrix, baseline_log_power, occlude
-from ictal.runtime.windows import condition_recording
+from ictal.runtime.windows import condition_edf
 
 from .explain import GradCAM, band_importance, relative
 from .resnet import resnet_contributes
@@ -164,9 +164,9 @@ class Interpreter:
         return out
 
     def explain_file(self, edf: str | Path, start_s: float, end_s: float, allow_missing: int = 0):
-        rec = read_edf(edf)
+        rec = open_edf(edf)
         seizures = seizures_for_file(edf)
-        data = condition_recording(rec, self.spec, allow_missing=allow_missing, model_name=self.name)
+        data = condition_edf(rec, self.spec, allow_missing=allow_missing, model_name=self.name)
         dur = data.shape[1] / self.spec.sfreq_hz
         end_s = min(end_s, dur)
         if end_s - start_s < self.spec.window_s:
@@ -219,8 +219,7 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
     for lr in find_labelled_recordings(data_dir):
         if not lr.seizures:
             continue
-        rec = read_edf(lr.path)
-        data = condition_recording(rec, interp.spec, allow_missing=allow_missing)
+        data = condition_edf(open_edf(lr.path), interp.spec, allow_missing=allow_missing)
         dur = data.shape[1] / interp.spec.sfreq_hz
         for sz in lr.seizures:
             starts = [t for t in np.arange(sz.start_s, sz.end_s, interp.spec.window_s)

@@ -293,8 +293,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                  use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, cam_layer: str = "layer4",
                  log=print) -> Path:
     from ictal.runtime.annotations import Seizure
-    from ictal.runtime.edf import read_edf
-    from ictal.runtime.windows import condition_recording
+    from ictal.runtime.edf import open_edf
+    from ictal.runtime.windows import condition_edf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -372,7 +372,7 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
             w = ws.windows[i]
             path = next(pth for pth in Path(data).rglob(w.recording)) if Path(data).is_dir() else Path(data)
             if w.recording not in cache:
-                cache[w.recording] = condition_recording(read_edf(path), spec, allow_missing=allow_missing)
+                cache[w.recording] = condition_edf(open_edf(path), spec, allow_missing=allow_missing)
             cond = cache[w.recording]
             a = int(round(w.start_s * spec.sfreq_hz))
             eeg = cond[:, a:a + spec.n_samples]

@@ -149,7 +149,8 @@ def is_seizure_text(text: str) -> bool:
 
 
 def seizures_from_edf_annotations(recording, patient: str = "") -> list[Seizure]:
-    """Seizures from EDF+ annotations whose text names a seizure.
+    """Seizures from EDF+ annotations whose text names a seizure (of a `Recording` or an opened
+    `EdfFile`).
 
     Annotations with a duration give the interval; a 'seizure start'/'end'
     pair of zero-length annotations is joined.
@@ -395,7 +396,7 @@ class LabelledRecording:
 def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
     """Seizures of one EDF from a summary file beside it, a csv_bi, a Siena seizure list, or its EDF+
     annotations ([] if none)."""
-    from .edf import read_edf
+    from .edf import open_edf
 
     path = Path(path)
     for s in sorted(path.parent.glob("*-summary.txt")):
@@ -408,7 +409,7 @@ def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
     siena = siena_seizures(path.parent, [p.name for p in path.parent.iterdir() if p.suffix.lower() == ".edf"])
     if path.name in siena:
         return siena[path.name]
-    return seizures_from_edf_annotations(read_edf(path))
+    return seizures_from_edf_annotations(open_edf(path))  # the header and annotations, not the samples
 
 
 def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]:
@@ -420,7 +421,7 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
     annotations. A plain EDF with none of these is an error: an
     unlabelled file must not silently count as seizure-free.
     """
-    from .edf import read_edf
+    from .edf import open_edf
 
     root = Path(root)
     if not root.exists():
@@ -457,7 +458,7 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
         if edf.name in siena[folder]:
             out.append(LabelledRecording(edf, siena[folder][edf.name], patient))
             continue
-        rec = read_edf(edf)
+        rec = open_edf(edf)  # the header and annotations, not the samples
         if not rec.edf_plus:
             raise AnnotationError(f"{edf}: no seizure labels (not in a chbNN-summary.txt, no {csv.name}, "
                                   "no Seizures-list-*.txt, not EDF+ with annotations)")

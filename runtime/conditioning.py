@@ -76,6 +76,10 @@ class StreamingResampler:
         self.h = kaiser_lowpass(2 * half_len + 1, 1.0 / max(self.up, self.down)) * self.up
         self.ctx_len = -(-len(self.h) // self.up)  # input samples that reach one output
 
+    def output_length(self, n_in: int) -> int:
+        """Output samples that `n_in` input samples give, fed at once or in any blocks."""
+        return n_in if self.identity else (n_in * self.up - 1) // self.down + 1 if n_in else 0
+
     def reset(self) -> None:
         self.ctx = np.zeros((self.n_channels, 0))
         self.n_in = 0  # input samples seen

@@ -129,6 +129,76 @@ def check_edf_header(path: str | os.PathLike) -> None:
                        f"{size} bytes; the file is truncated or the header lies about its size")
 
 
+@dataclasses.dataclass
+class EdfFile:
+    """An EDF/EDF+ file opened for its EEG signals: the header facts now, the samples when read.
+
+    `read(start, stop)` decodes samples [start, stop) of every EEG signal, in µV; reading a long
+    recording block by block holds one block, not the file's every signal in float64.
+    """
+
+    source: str
+    sfreq_hz: float
+    labels: list[str]
+    annotations: list[Annotation]
+    edf_plus: bool
+    n_times: int
+    _signals: list = dataclasses.field(repr=False)
+    _uv_per_unit: list[float] = dataclasses.field(repr=False)
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_times / self.sfreq_hz
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).name
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples [start, stop) of every EEG signal, shape (n_channels, stop - start), µV, float64."""
+        stop = self.n_times if stop is None else min(stop, self.n_times)
+        whole = start == 0 and stop == self.n_times
+        data = np.empty((len(self._signals), max(0, stop - start)), dtype=np.float64)
+        for row, s, factor in zip(data, self._signals, self._uv_per_unit):
+            values = s.data if whole else s.get_data_slice(start / self.sfreq_hz, stop / self.sfreq_hz)
+            np.multiply(values, factor, out=row)
+        if not np.all(np.isfinite(data)):
+            raise EDFError(f"{self.source}: contains non-finite samples")
+        return data
+
+
+def open_edf(path: str | os.PathLike) -> EdfFile:
+    """Open an EDF/EDF+ file for its EEG signals (see `read_edf`) without reading the samples."""
+    import edfio
+
+    check_edf_header(path)
+    try:
+        edf = edfio.read_edf(path)
+    except Exception as e:  # edfio raises ValueError/IndexError on malformed content
+        raise EDFError(f"{path}: cannot be read as EDF ({type(e).__name__}: {e})") from e
+    signals = [s for s in edf.signals if s.label.strip() not in ("", "-", ".")]
+    if not signals:
+        raise EDFError(f"{path}: contains no EEG signals")
+    rates = [float(s.sampling_frequency) for s in signals]
+    # the EEG rate: the one most signals share; an ECG or respiration channel at another rate is skipped
+    rate = max(set(rates), key=lambda r: (rates.count(r), r))
+    skipped = [s for s, r in zip(signals, rates) if r != rate]
+    if skipped:
+        warnings.warn(f"{path}: skipped {', '.join(f'{s.label.strip()} ({s.sampling_frequency:g} Hz)' for s in skipped)}"
+                      f": not at the EEG rate of {rate:g} Hz", stacklevel=3)
+        signals = [s for s, r in zip(signals, rates) if r == rate]
+    unknown = [f"{s.label.strip()} ({s.physical_dimension.strip() or 'no unit'!r})" for s in signals
+               if unit_factor(s.physical_dimension) is None]
+    if unknown:
+        raise EDFError(f"{path}: unknown physical dimension on {', '.join(unknown[:4])}"
+                       f"{' …' if len(unknown) > 4 else ''}; expected uV, mV, V or nV")
+    annotations = [Annotation(float(a.onset), float(a.duration or 0.0), a.text) for a in edf.annotations]
+    edf_plus = str(getattr(edf, 'reserved', '')).startswith('EDF+')
+    n_times = int(round(edf.num_data_records * signals[0].samples_per_data_record))
+    return EdfFile(str(path), rate, [s.label.strip() for s in signals], annotations, edf_plus, n_times,
+                   signals, [unit_factor(s.physical_dimension) for s in signals])
+
+
 def read_edf(path: str | os.PathLike) -> Recording:
     """Read the EEG signals and annotations of an EDF/EDF+ file.
 
@@ -153,38 +223,8 @@ def read_edf(path: str | os.PathLike) -> Recording:
         A truncated file, a header that lies, unknown units or bad calibration, naming the
         file and the channel.
     """
-    import edfio
-
-    check_edf_header(path)
-    try:
-        edf = edfio.read_edf(path)
-    except Exception as e:  # edfio raises ValueError/IndexError on malformed content
-        raise EDFError(f"{path}: cannot be read as EDF ({type(e).__name__}: {e})") from e
-    signals = [s for s in edf.signals if s.label.strip() not in ("", "-", ".")]
-    if not signals:
-        raise EDFError(f"{path}: contains no EEG signals")
-    rates = [float(s.sampling_frequency) for s in signals]
-    # the EEG rate: the one most signals share; an ECG or respiration channel at another rate is skipped
-    rate = max(set(rates), key=lambda r: (rates.count(r), r))
-    skipped = [s for s, r in zip(signals, rates) if r != rate]
-    if skipped:
-        warnings.warn(f"{path}: skipped {', '.join(f'{s.label.strip()} ({s.sampling_frequency:g} Hz)' for s in skipped)}"
-                      f": not at the EEG rate of {rate:g} Hz", stacklevel=2)
-        signals = [s for s, r in zip(signals, rates) if r == rate]
-    unknown = [f"{s.label.strip()} ({s.physical_dimension.strip() or 'no unit'!r})" for s in signals
-               if unit_factor(s.physical_dimension) is None]
-    if unknown:
-        raise EDFError(f"{path}: unknown physical dimension on {', '.join(unknown[:4])}"
-                       f"{' …' if len(unknown) > 4 else ''}; expected uV, mV, V or nV")
-    rows = []
-    for s in signals:
-        rows.append(np.asarray(s.data, dtype=np.float64) * unit_factor(s.physical_dimension))
-    data = np.vstack(rows)
-    if not np.all(np.isfinite(data)):
-        raise EDFError(f"{path}: contains non-finite samples")
-    annotations = [Annotation(float(a.onset), float(a.duration or 0.0), a.text) for a in edf.annotations]
-    edf_plus = str(getattr(edf, 'reserved', '')).startswith('EDF+')
-    return Recording(data, rate, [s.label.strip() for s in signals], str(path), annotations, edf_plus)
+    f = open_edf(path)
+    return Recording(f.read(), f.sfreq_hz, f.labels, f.source, f.annotations, f.edf_plus)
 
 
 def write_edf(recording: Recording, path: str | os.PathLike) -> Path:

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .edf import Recording, read_edf
+from .edf import Recording, open_edf
 from .errors import ModelError, SpecError
 from .features import CWTransform, FeatureSpec
 from .peers import ClassicalPeers
-from .windows import condition_recording, window_samples
+from .windows import condition_edf, condition_recording, window_samples
 
 META_SPEC = "ictal.feature_spec"
 META_THRESHOLD = "ictal.threshold"
@@ -212,8 +212,9 @@ def score_edf(model: str | Path | Scorer, edf: str | os.PathLike | Recording, *,
               allow_missing: int = 0, batch: int = 32) -> RecordingScores:
     """Score every window of an EDF recording, offline, as the monitor would live.
 
-    The recording is conditioned as a whole (montage, resampling, causal filters) with the
-    same code as the monitor and training, then cut into the model's windows.
+    The recording is conditioned as a whole (montage, resampling, causal filters; a file is read
+    a minute at a time) with the same code as the monitor and training, then cut into the
+    model's windows.
 
     Parameters
     ----------
@@ -237,10 +238,10 @@ def score_edf(model: str | Path | Scorer, edf: str | os.PathLike | Recording, *,
         raise ValueError(f"hop_s must be positive, got {hop_s}")
     scorer = model if isinstance(model, Scorer) else Scorer(model)
     spec = scorer.spec
-    rec = edf if isinstance(edf, Recording) else read_edf(edf)
     zero_filled: list[str] = []
-    data = condition_recording(rec, spec, allow_missing=allow_missing, model_name=f"model {scorer.name}",
-                               zero_filled=zero_filled)
+    how = dict(allow_missing=allow_missing, model_name=f"model {scorer.name}", zero_filled=zero_filled)
+    data = (condition_recording(edf, spec, **how) if isinstance(edf, Recording)
+            else condition_edf(open_edf(edf), spec, **how))  # a file is read a block at a time
     duration_s = data.shape[1] / spec.sfreq_hz
     starts = np.arange(0.0, duration_s - spec.window_s + 1e-9, hop_s)
     p = np.empty(len(starts))

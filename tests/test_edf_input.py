@@ -113,3 +113,36 @@ def test_a_channel_at_another_rate_is_skipped_with_a_note(tmp_path):
     with pytest.warns(UserWarning, match=r"with_ecg.edf: skipped ECG \(512 Hz\): not at the EEG rate of 256 Hz"):
         rec = read_edf(path)
     assert rec.labels == ["FP1-F7", "F7-T7"] and rec.sfreq_hz == 256.0
+
+
+def test_a_recording_is_read_and_conditioned_a_block_at_a_time_with_the_same_samples(eegmmidb_dir):
+    """Training and evaluation read an EDF a minute at a time (a 14-hour Siena file does not fit
+    in memory as float64); the samples must be those of the whole file read at once."""
+    from ictal.runtime.edf import open_edf
+    from ictal.runtime.features import FeatureSpec
+    from ictal.runtime.windows import condition_edf, condition_recording
+
+    path = eegmmidb_dir / "S001" / "S001R03.edf"  # 64 channels at 160 Hz: resampled to 256 Hz
+    whole = read_edf(path)
+    edf = open_edf(path)
+    assert (edf.n_times, edf.sfreq_hz, edf.labels) == (whole.data_uv.shape[1], whole.sfreq_hz, whole.labels)
+    np.testing.assert_array_equal(edf.read(1001, 4999), whole.data_uv[:, 1001:4999])
+    spec = FeatureSpec()
+    ref = condition_recording(whole, spec)
+    # 7.3-s blocks: neither a whole data record nor a whole number of output samples
+    blocks = condition_edf(edf, spec, block_s=7.3)
+    assert blocks.shape == ref.shape
+    np.testing.assert_allclose(blocks, ref, rtol=0, atol=1e-6)
+
+
+def test_scoring_a_recording_keeps_one_batch_of_features_and_gives_the_same_scores(neonatal_dir):
+    from ictal.models.data import log_power_transform, recording_windows
+    from ictal.models.evaluate import load_model, score_recording
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    (lr,) = find_labelled_recordings(neonatal_dir / "neo07_seizure.edf")
+    windows, scores = score_recording(str(SHIPPED_MODEL), lr, hop_s=1.0, allow_missing=0, source="neonatal")
+    predict, spec, _, _ = load_model(SHIPPED_MODEL)
+    kept = recording_windows(lr, spec, log_power_transform(spec), hop_s=1.0, seizure_hop_s=1.0)
+    assert len(windows.x) == 0 and len(windows.windows) == len(kept.x) == 21
+    np.testing.assert_allclose(scores["model"], predict(kept.x), rtol=0, atol=1e-6)
