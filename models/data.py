@@ -13,7 +13,7 @@ import functools
 import re
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -143,20 +143,30 @@ class WindowSet:
 
 
 def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTransform, *, hop_s: float,
-                      seizure_hop_s: float, allow_missing: int = 0, source: str = "") -> WindowSet:
-    """Every labelled window of one recording with its model and peer features."""
+                      seizure_hop_s: float, allow_missing: int = 0, source: str = "",
+                      on_batch: Callable[[np.ndarray], None] | None = None) -> WindowSet:
+    """Every labelled window of one recording with its model and peer features.
+
+    With `on_batch`, each batch of windows' log power goes to it in order and is not kept (`x` is
+    empty): scoring a long recording then holds one batch of features, not all of them (at a 1-s
+    hop, 830 MB an hour).
+    """
     zero_filled: list[str] = []
-    data, rec = load_labelled(lr.path, lr.seizures, spec, allow_missing=allow_missing, zero_filled=zero_filled)
+    data, _ = load_labelled(lr.path, lr.seizures, spec, allow_missing=allow_missing, zero_filled=zero_filled)
     duration = data.shape[1] / spec.sfreq_hz
     wins = make_windows(duration, lr.seizures, window_s=spec.window_s, hop_s=hop_s, seizure_hop_s=seizure_hop_s,
                         recording=lr.path.name, patient=lr.patient)
     c = len(spec.channels)
-    x = np.empty((len(wins), *spec.input_shape), np.float32)
+    x = np.empty((0 if on_batch else len(wins), *spec.input_shape), np.float32)
     ll = np.empty(len(wins), np.float32)
     bp = np.empty((len(wins), c, len(BANDS_HZ)), np.float32)
     for i0 in range(0, len(wins), WINDOWS_PER_BATCH):  # the CWT runs on many windows at once
         segs = np.stack([window_samples(data, spec, w.start_s) for w in wins[i0:i0 + WINDOWS_PER_BATCH]])
-        x[i0:i0 + len(segs)] = transform.log_power_batch(segs)
+        log_power = transform.log_power_batch(segs)
+        if on_batch:
+            on_batch(log_power)
+        else:
+            x[i0:i0 + len(segs)] = log_power
         for j, seg in enumerate(segs):
             ll[i0 + j] = line_length(seg)
             bp[i0 + j] = relative_band_powers(seg, spec.sfreq_hz)

@@ -504,10 +504,11 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers = _loaded(model, threads)
+    model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
     rec = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=hop_s,
-                            allow_missing=allow_missing, source=source)
-    methods = score_methods(predict(rec.x), threshold, rec, peers) if rec.windows else {}
-    return (WindowSet(rec.x[:0], rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
+                            allow_missing=allow_missing, source=source, on_batch=lambda x: model_p.append(predict(x)))
+    methods = score_methods(np.concatenate(model_p), threshold, rec, peers) if rec.windows else {}
+    return (WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
             {m: p.astype(np.float32) for m, (p, _) in methods.items()})
 
 
@@ -565,8 +566,10 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
                    ray_address: str | None = None) -> dict:
     """Window and SzCORE event metrics of a model and its classical peers on a labelled data directory.
 
-    Recording by recording, so memory is bounded by the longest recording. The classical
-    peers stored with the model are scored on the same windows.
+    Recording by recording, each read a minute at a time and scored a batch of windows at a
+    time: memory holds the longest recording's conditioned EEG (133 MB an hour), not its raw
+    signals or its windows' features. The classical peers stored with the model are scored on
+    the same windows.
 
     Parameters
     ----------
