@@ -178,7 +178,7 @@ def evaluate_main(args) -> int:
         w, e, f = r["window"], r["event"], r["seizure_free"]
         print(f"{m:12s} windows: sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} | "
               f"events {e['detected']}/{e['n_events']}, {e['false_alarms']} false alarms in seizure recordings | "
-              f"seizure-free: {f['false_alarms']} false alarms in {f['duration_h']:.2f} h "
-              f"({f['false_alarms_per_24h']:.1f}/24 h)")
+              + (f"seizure-free: {f['false_alarms']} false alarms in {f['duration_h']:.2f} h "
+                 f"({f['false_alarms_per_24h']:.1f}/24 h)" if f['duration_h'] else "no seizure-free recording"))
     print(f"wrote {', '.join(str(p) for p in results['files'])}")
     return 0

@@ -1,5 +1,6 @@
 """The `ictal` command as a user runs it."""
 import json
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,12 @@ def test_evaluate_onnx_writes_metrics_and_confusion_matrix(tiny_model, synthetic
     assert {"sensitivity", "false_alarms_per_24h", "latency_median_s"} <= set(m["event"])
     assert m["event"]["n_events"] == 4
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
+    assert re.search(r"seizure-free: \d+ false alarms in 0\.\d\d h \(\d+\.\d/24 h\)", r.stdout)
+    # one recording with a seizure: no seizure-free rate to print, and no 'nan' in its place
+    one = _ictal("evaluate", synthetic_dir / "syn00.edf", "--model", tiny_model["onnx"], "--out-dir", tmp_path / "one",
+                 "--hop", "5")
+    assert one.returncode == 0, one.stderr
+    assert "no seizure-free recording" in one.stdout and "nan" not in one.stdout
 
 
 def test_train_with_cross_validation_writes_checkpoint_and_cv(synthetic_dir, tmp_path):
