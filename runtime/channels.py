@@ -59,6 +59,15 @@ def unique_labels(labels: list[str]) -> list[str]:
     return out
 
 
+_SCALP_ELECTRODE = re.compile(r"^(FP|AF|FT|FC|F|TP|T|CP|C|PO|P|O|I|N|A|M)(Z|\d{1,2})$")
+
+
+def names_scalp_electrodes(label: str) -> bool:
+    """Whether a label names 10-20/10-10 electrodes, referential or bipolar ('EEG Fp1-REF',
+    'T8-P8', 'C3..'): not 'EKG EKG', 'SPO2', 'HR', 'PHOTIC-REF' or a numbered input ('1')."""
+    return all(_SCALP_ELECTRODE.match(part) for part in normalise_label(label).split("-"))
+
+
 def is_dummy(label: str) -> bool:
     return label.strip() in ("", "-", ".")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .channels import names_scalp_electrodes
 from .errors import EDFError
 
 # µV per unit, for EDF physical dimensions and LSL <channel><unit> alike (lower case, no spaces)
@@ -177,6 +178,13 @@ def open_edf(path: str | os.PathLike) -> EdfFile:
     except Exception as e:  # edfio raises ValueError/IndexError on malformed content
         raise EDFError(f"{path}: cannot be read as EDF ({type(e).__name__}: {e})") from e
     signals = [s for s in edf.signals if s.label.strip() not in ("", "-", ".")]
+    # a signal that is not a voltage and names no scalp electrode (Siena's SPO2 in %, HR in bpm;
+    # TUSZ's IBI and BURSTS) is another sensor: skipped, not a reason to refuse the file
+    others = [s for s in signals if unit_factor(s.physical_dimension) is None and not names_scalp_electrodes(s.label)]
+    if others:
+        named = ", ".join(f"{s.label.strip()} ({s.physical_dimension.strip() or 'no unit'})" for s in others)
+        warnings.warn(f"{path}: skipped {named}: not a voltage and not a scalp electrode", stacklevel=3)
+        signals = [s for s in signals if not any(s is o for o in others)]
     if not signals:
         raise EDFError(f"{path}: contains no EEG signals")
     rates = [float(s.sampling_frequency) for s in signals]

@@ -146,3 +146,22 @@ def test_scoring_a_recording_keeps_one_batch_of_features_and_gives_the_same_scor
     kept = recording_windows(lr, spec, log_power_transform(spec), hop_s=1.0, seizure_hop_s=1.0)
     assert len(windows.x) == 0 and len(windows.windows) == len(kept.x) == 21
     np.testing.assert_allclose(scores["model"], predict(kept.x), rtol=0, atol=1e-6)
+
+
+def test_other_sensors_in_their_own_units_are_skipped_not_a_reason_to_refuse(tmp_path):
+    """Siena files carry SPO2 in % and HR in bpm beside the EEG; an EEG channel in an unknown
+    unit is still refused (test above)."""
+    import edfio
+
+    t = np.arange(2560) / 256.0
+    eeg = [edfio.EdfSignal(20 * np.sin(2 * np.pi * 10 * t + i), 256.0, label=lab, physical_dimension="uV",
+                           physical_range=(-100, 100)) for i, lab in enumerate(["EEG Fp1", "EEG F7"])]
+    spo2 = edfio.EdfSignal(np.full(2560, 97.0), 256.0, label="SPO2", physical_dimension="%", physical_range=(0, 100))
+    hr = edfio.EdfSignal(np.full(2560, 80.0), 256.0, label="HR", physical_dimension="bpm", physical_range=(0, 250))
+    path = tmp_path / "siena_like.edf"
+    edfio.Edf(eeg + [spo2, hr]).write(path)
+    with pytest.warns(UserWarning, match=r"siena_like.edf: skipped SPO2 \(%\), HR \(bpm\): not a voltage and not a "
+                      r"scalp electrode"):
+        rec = read_edf(path)
+    assert rec.labels == ["EEG Fp1", "EEG F7"]
+    np.testing.assert_allclose(rec.data_uv[0], 20 * np.sin(2 * np.pi * 10 * t), atol=0.01)
