@@ -60,6 +60,14 @@ class Recording:
     def name(self) -> str:
         return Path(self.source).name if self.source else "<memory>"
 
+    @property
+    def n_times(self) -> int:
+        return self.data_uv.shape[1]
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples [start, stop) in µV, as `EdfFile.read` gives them from disk."""
+        return self.data_uv[:, start:stop]
+
 
 def _field(header: bytes, start: int, width: int, path, what: str) -> str:
     try:

@@ -17,18 +17,27 @@ from pathlib import Path
 import numpy as np
 
 from ictal.runtime.annotations import is_seizure_text, seizures_for_file
-from ictal.runtime.edf import Annotation, Recording, read_edf
+from ictal.runtime.edf import Annotation, EdfFile, Recording, open_edf, read_edf
 from ictal.runtime.errors import ChannelMismatch
 from ictal.runtime.lsl import unit_factor
 
 
-def recording_with_seizures(path: str | Path) -> Recording:
-    """Read an EDF and attach its seizures (from a CHB-MIT summary, csv_bi or
-    EDF+ annotations) as 'seizure' annotations, for the marker stream."""
-    rec = read_edf(path)
+def _with_seizures(rec, path):
     if not any(is_seizure_text(a.text) for a in rec.annotations):
         rec.annotations += [Annotation(s.start_s, s.duration_s, "seizure") for s in seizures_for_file(path)]
     return rec
+
+
+def recording_with_seizures(path: str | Path) -> Recording:
+    """Read an EDF and attach its seizures (from a CHB-MIT summary, csv_bi, a Siena seizure list
+    or EDF+ annotations) as 'seizure' annotations, for the marker stream."""
+    return _with_seizures(read_edf(path), path)
+
+
+def edf_with_seizures(path: str | Path) -> EdfFile:
+    """`recording_with_seizures` without reading the samples: a replay reads them a block at a
+    time, so a many-hour recording is not held in memory."""
+    return _with_seizures(open_edf(path), path)
 
 
 @dataclasses.dataclass
@@ -44,7 +53,10 @@ class Faults:
 
 
 class Replay:
-    """start() → pushes in a background thread → stop(). `wait()` blocks until done."""
+    """start() → pushes in a background thread → stop(). `wait()` blocks until done.
+
+    `recording`: a `Recording` in memory, or an EDF path, opened and read 10 s at a time.
+    """
 
     def __init__(self, recording: Recording | str | Path, *, speed: float = 1.0, loop: bool = False,
                  name: str = "ictal-replay", source_id: str | None = None, chunk_s: float = 1 / 32,
@@ -56,7 +68,7 @@ class Replay:
         format ('float32', 'double64', 'int16', ...). With `keep_outlet_until_stop`, the outlet
         stays open after the last sample until `stop()`: `finished` is set, and a monitor can
         end on it instead of seeing the stream vanish."""
-        self.rec = recording if isinstance(recording, Recording) else recording_with_seizures(recording)
+        self.rec = recording if isinstance(recording, Recording) else edf_with_seizures(recording)
         if speed <= 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.speed, self.loop, self.name = speed, loop, name
@@ -104,15 +116,24 @@ class Replay:
             markers = pylsl.StreamOutlet(mi)
         return eeg, markers
 
-    def _signal(self) -> np.ndarray:
-        per_uv = 1.0 / (unit_factor(self.unit) or 1.0)
-        data = (self.rec.data_uv.T * per_uv).astype(np.float64 if self.channel_format == "double64" else np.float32)
+    READ_BLOCK_S = 10.0  # read from the recording this much at a time
+
+    def _samples(self, i: int, j: int) -> np.ndarray:
+        """Samples [i, j) as (j - i, channels) in the stream's unit and format, faults applied."""
+        start, block = self._block
+        if not (start <= i and j <= start + block.shape[0]):
+            size = max(j - i, int(self.READ_BLOCK_S * self.rec.sfreq_hz))
+            start, block = i, self.rec.read(i, i + size).T * self._per_uv
+            self._block = start, block
+        data = block[i - start:j - start].astype(np.float64 if self.channel_format == "double64" else np.float32)
         sf = self.rec.sfreq_hz
-        for start, dur in self.faults.nan_bursts:
-            data[int(start * sf): int((start + dur) * sf)] = np.nan
+        for onset, dur in self.faults.nan_bursts:
+            a, b = max(int(onset * sf), i), min(int((onset + dur) * sf), j)
+            if a < b:
+                data[a - i:b - i] = np.nan
         for label in self.faults.flat_channels:
-            idx = [i for i, l in enumerate(self.rec.labels) if l.upper() == label.upper()]
-            data[:, idx] = data[0, idx]
+            idx = [k for k, lab in enumerate(self.rec.labels) if lab.upper() == label.upper()]
+            data[:, idx] = self._first[idx]  # held at the recording's first value
         return data
 
     def _skipped(self, i: int) -> bool:
@@ -124,7 +145,10 @@ class Replay:
         import pylsl
 
         eeg, markers = self._outlets()
-        data, sf = self._signal(), self.rec.sfreq_hz
+        sf = self.rec.sfreq_hz
+        self._per_uv = 1.0 / (unit_factor(self.unit) or 1.0)
+        self._block = (0, np.zeros((0, len(self.rec.labels))))
+        self._first = self.rec.read(0, 1)[:, 0] * self._per_uv
         rng = np.random.default_rng(self.faults.seed)
         seizure_marks = []
         for a in self.rec.annotations:
@@ -138,7 +162,7 @@ class Replay:
         self.t0 = t0
         wall0 = time.perf_counter()
         i, offset_s = self.start_sample, 0.0
-        n = data.shape[0]
+        n = self.rec.n_times
         pending = sorted(seizure_marks)
         while not self._stop.is_set():
             if i >= n:
@@ -159,7 +183,7 @@ class Replay:
             if self.faults.jitter_s:
                 stamps = stamps + rng.normal(0, self.faults.jitter_s, len(idx)) / self.speed  # recording s
             if keep.any():
-                chunk = data[idx[keep]]
+                chunk = self._samples(i, j)[keep]
                 if self.channel_format.startswith("int"):
                     chunk = np.round(np.nan_to_num(chunk))
                 eeg.push_chunk(np.ascontiguousarray(chunk), stamps[keep].tolist())

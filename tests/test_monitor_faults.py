@@ -242,3 +242,34 @@ def test_falling_behind_is_reported_as_such(tiny_model, tmp_path):
     assert behind and behind[0]["lag_s"] > 2.0
     assert [e for e in _events(log, "technical_alarm_cleared") if e["reason"] == "falling_behind"], \
         "cleared once it caught up"
+
+
+def test_replaying_an_edf_reads_it_a_block_at_a_time_and_sends_every_sample_with_its_faults(eegmmidb_dir):
+    """A many-hour file is replayed without holding it in memory: the replay reads the EDF in
+    10-s blocks, and what arrives over LSL is the file itself, with the faults asked for."""
+    import pylsl
+
+    from ictal.runtime.edf import EdfFile, read_edf
+
+    path = eegmmidb_dir / "S001" / "S001R01.edf"  # 64 channels at 160 Hz, 61 s
+    name = unique_stream_name()
+    replay = Replay(path, speed=40.0, name=name, markers=False, keep_outlet_until_stop=True,
+                    faults=Faults(nan_bursts=[(12.5, 1.0)], flat_channels=["Cz.."])).start()
+    assert isinstance(replay.rec, EdfFile)  # opened, not read
+    inlet = pylsl.StreamInlet(pylsl.resolve_byprop("name", name, timeout=5)[0], max_buflen=120)
+    got = []
+    try:
+        while not (replay.finished.is_set() and inlet.samples_available() == 0):
+            chunk, _ = inlet.pull_chunk(timeout=0.5, max_samples=4096)
+            got += chunk
+    finally:
+        replay.stop()
+    got = np.asarray(got, dtype=np.float64)
+    want = read_edf(path).data_uv.T.astype(np.float32).astype(np.float64)
+    assert got.shape == want.shape == (9760, 64)
+    nan_rows = np.isnan(got).any(axis=1)
+    assert np.flatnonzero(nan_rows).tolist() == list(range(2000, 2160))  # 12.5-13.5 s at 160 Hz
+    cz = replay.rec.labels.index("Cz..")
+    assert (got[~nan_rows, cz] == want[0, cz]).all()
+    others = np.arange(64) != cz
+    np.testing.assert_array_equal(got[~nan_rows][:, others], want[~nan_rows][:, others])
