@@ -1,4 +1,4 @@
-"""Seizure annotations: CHB-MIT summary files, EDF+ annotations, TUH csv_bi, Siena seizure lists."""
+"""Seizure annotations: CHB-MIT summary files, EDF+ annotations, TUH csv_bi and tse, Siena seizure lists."""
 from __future__ import annotations
 
 import dataclasses
@@ -177,8 +177,51 @@ def seizures_from_edf_annotations(recording, patient: str = "") -> list[Seizure]
     return [Seizure(s, e, name, patient, f"{Path(name).stem}#{i + 1}") for i, (s, e) in enumerate(out)]
 
 
-# TUSZ csv_bi labels: background, seizure, and the seizure-type codes of the multi-class files
+# TUSZ labels: background, seizure, and the seizure-type codes of the multi-class files
 TUH_LABELS = {"bckg", "seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz", "mysz", "nesz"}
+TUH_LABEL_SUFFIXES = (".csv_bi", ".tse_bi", ".tse")  # TUSZ v2 (csv_bi), v1.5 (tse_bi, and the multi-class tse)
+
+
+def _read_tuh_lines(path: Path, what: str) -> list[str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise AnnotationError(f"{path}: cannot read TUH label file ({e})") from e
+    try:
+        return raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        lineno = raw[:e.start].count(b"\n") + 1
+        raise AnnotationError(f"{path}:{lineno}: byte {raw[e.start]:#04x} is not UTF-8 text; expected a TUH "
+                              f"{what} label file") from None
+
+
+def _tuh_interval(path: Path, lineno: int, line: str, start: str, stop: str, label: str) -> tuple[float, float] | None:
+    """(start, stop) of a seizure row, None for background; a malformed row is an error."""
+    try:
+        t0, t1 = float(start), float(stop)
+    except ValueError as e:
+        raise AnnotationError(f"{path}:{lineno}: start/stop times are not numbers: {line!r}") from e
+    if not (math.isfinite(t0) and math.isfinite(t1)):
+        raise AnnotationError(f"{path}:{lineno}: start/stop times must be finite seconds, got {line!r}")
+    if t1 <= t0:
+        raise AnnotationError(f"{path}:{lineno}: stop_time {t1:g} is not after start_time {t0:g}")
+    label = label.lower()
+    if label not in TUH_LABELS:  # a typo must not turn a seizure into background
+        raise AnnotationError(f"{path}:{lineno}: label {label!r} is not a TUH label; expected bckg, seiz "
+                              f"or a seizure type ({', '.join(sorted(TUH_LABELS - {'bckg', 'seiz'}))})")
+    return None if label == "bckg" else (t0, t1)
+
+
+def _tuh_seizures(path: Path, intervals: list[tuple[float, float]], patient: str) -> list[Seizure]:
+    intervals.sort()
+    merged: list[list[float]] = []
+    for s, e in intervals:  # per-channel rows of one event overlap; merge them
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    rec = path.stem
+    return [Seizure(s, e, rec, patient or rec.split("_")[0], f"{rec}#{i + 1}") for i, (s, e) in enumerate(merged)]
 
 
 def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure]:
@@ -187,18 +230,8 @@ def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure
     Rows labelled 'seiz' (or a seizure-type code) are seizures; 'bckg' is not.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise AnnotationError(f"{path}: cannot read TUH label file ({e})") from e
-    try:
-        lines = raw.decode("utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        lineno = raw[:e.start].count(b"\n") + 1
-        raise AnnotationError(f"{path}:{lineno}: byte {raw[e.start]:#04x} is not UTF-8 text; expected a TUH "
-                              "csv_bi label file") from None
     header_seen, intervals = False, []
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in enumerate(_read_tuh_lines(path, "csv_bi"), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -211,31 +244,44 @@ def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure
             continue
         if len(parts) < 4:
             raise AnnotationError(f"{path}:{lineno}: expected 5 comma-separated fields, got {line!r}")
-        try:
-            start, stop = float(parts[1]), float(parts[2])
-        except ValueError as e:
-            raise AnnotationError(f"{path}:{lineno}: start/stop times are not numbers: {line!r}") from e
-        if not (math.isfinite(start) and math.isfinite(stop)):
-            raise AnnotationError(f"{path}:{lineno}: start/stop times must be finite seconds, got {line!r}")
-        if stop <= start:
-            raise AnnotationError(f"{path}:{lineno}: stop_time {stop:g} is not after start_time {start:g}")
-        label = parts[3].lower()
-        if label not in TUH_LABELS:  # a typo must not turn a seizure into background
-            raise AnnotationError(f"{path}:{lineno}: label {parts[3]!r} is not a TUH label; expected bckg, seiz "
-                                  f"or a seizure type ({', '.join(sorted(TUH_LABELS - {'bckg', 'seiz'}))})")
-        if label != "bckg":
-            intervals.append((start, stop))
+        interval = _tuh_interval(path, lineno, line, parts[1], parts[2], parts[3])
+        if interval:
+            intervals.append(interval)
     if not header_seen:
         raise AnnotationError(f"{path}: no csv_bi header line; not a TUH label file")
-    intervals.sort()
-    merged: list[list[float]] = []
-    for s, e in intervals:  # per-channel rows of one event overlap; merge them
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    rec = path.stem
-    return [Seizure(s, e, rec, patient or rec.split("_")[0], f"{rec}#{i + 1}") for i, (s, e) in enumerate(merged)]
+    return _tuh_seizures(path, intervals, patient)
+
+
+def parse_tuh_tse(path: str | os.PathLike, patient: str = "") -> list[Seizure]:
+    """Parse a TUSZ v1.5 `tse_bi` or `tse` label file: 'version = tse_v1.0.0', then rows of
+    'start stop label confidence' for the whole recording (no channel)."""
+    path = Path(path)
+    version_seen, intervals = False, []
+    for lineno, line in enumerate(_read_tuh_lines(path, "tse"), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.replace(" ", "").lower().startswith("version="):
+            version_seen = True
+            continue
+        parts = line.split()
+        if len(parts) < 3:
+            raise AnnotationError(f"{path}:{lineno}: expected 'start stop label confidence', got {line!r}")
+        interval = _tuh_interval(path, lineno, line, parts[0], parts[1], parts[2])
+        if interval:
+            intervals.append(interval)
+    if not version_seen:
+        raise AnnotationError(f"{path}: no 'version = tse_v1.0.0' line; not a TUH tse label file")
+    return _tuh_seizures(path, intervals, patient)
+
+
+def tuh_labels_of(edf: Path) -> Path | None:
+    """The TUH label file beside an EDF: its csv_bi, else its tse_bi, else its tse."""
+    return next((edf.with_suffix(sfx) for sfx in TUH_LABEL_SUFFIXES if edf.with_suffix(sfx).exists()), None)
+
+
+def parse_tuh_labels(path: Path, patient: str = "") -> list[Seizure]:
+    return (parse_tuh_csv_bi if path.suffix == ".csv_bi" else parse_tuh_tse)(path, patient)
 
 
 SIENA_LIST_GLOB = "Seizures-list-*.txt"
@@ -403,9 +449,9 @@ def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
         entry = parse_chbmit_summary(s).get(path.name)
         if entry is not None:
             return entry.seizures
-    csv = path.with_suffix(".csv_bi")
-    if csv.exists():
-        return parse_tuh_csv_bi(csv)
+    tuh = tuh_labels_of(path)
+    if tuh:
+        return parse_tuh_labels(tuh)
     siena = siena_seizures(path.parent, [p.name for p in path.parent.iterdir() if p.suffix.lower() == ".edf"])
     if path.name in siena:
         return siena[path.name]
@@ -416,7 +462,7 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
     """Every EDF under `root` (a folder, or one EDF file) with its seizures.
 
     Labels come from, in order: a `chbNN-summary.txt` in the same folder that
-    lists the file, a TUH `*.csv_bi` with the same stem, a Siena
+    lists the file, a TUH `*.csv_bi` (or TUSZ v1.5 `*.tse_bi`, `*.tse`) with the same stem, a Siena
     `Seizures-list-PNnn.txt` in the same folder, or the file's own EDF+
     annotations. A plain EDF with none of these is an error: an
     unlabelled file must not silently count as seizure-free.
@@ -451,16 +497,16 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
         if entry is not None:
             out.append(LabelledRecording(edf, entry.seizures, patient))
             continue
-        csv = edf.with_suffix(".csv_bi")
-        if csv.exists():
-            out.append(LabelledRecording(edf, parse_tuh_csv_bi(csv, patient), patient))
+        tuh = tuh_labels_of(edf)
+        if tuh:
+            out.append(LabelledRecording(edf, parse_tuh_labels(tuh, patient), patient))
             continue
         if edf.name in siena[folder]:
             out.append(LabelledRecording(edf, siena[folder][edf.name], patient))
             continue
         rec = open_edf(edf)  # the header and annotations, not the samples
         if not rec.edf_plus:
-            raise AnnotationError(f"{edf}: no seizure labels (not in a chbNN-summary.txt, no {csv.name}, "
-                                  "no Seizures-list-*.txt, not EDF+ with annotations)")
+            raise AnnotationError(f"{edf}: no seizure labels (not in a chbNN-summary.txt, no {edf.stem}.csv_bi, "
+                                  ".tse_bi or .tse, no Seizures-list-*.txt, not EDF+ with annotations)")
         out.append(LabelledRecording(edf, seizures_from_edf_annotations(rec, patient), patient))
     return out

@@ -47,6 +47,25 @@ def test_tuh_csv_bi_labels_merge_channels_into_events(tmp_path):
     assert [(s.start_s, s.end_s) for s in sz] == [(40.0, 95.5)]
 
 
+def test_tusz_v1_tse_labels_are_read_beside_their_edf(tmp_path):
+    """TUSZ v1.5 ships `tse_bi` (and the multi-class `tse`) instead of v2's `csv_bi`."""
+    from ictal.runtime.annotations import parse_tuh_tse
+
+    edf = write_synthetic_edf(tmp_path / "aaaaaaac_s001_t000.edf", 60, [], seed=5)
+    (tmp_path / "aaaaaaac_s001_t000.tse_bi").write_text(
+        "version = tse_v1.0.0\n\n0.0000 12.2500 bckg 1.0000\n12.2500 40.0000 seiz 1.0000\n"
+        "40.0000 60.0000 bckg 1.0000\n")
+    (one,) = find_labelled_recordings(tmp_path)
+    assert one.path == edf and one.patient == "aaaaaaac"
+    assert [(s.start_s, s.end_s) for s in one.seizures] == [(12.25, 40.0)]  # not the EDF+'s empty annotations
+    multi = tmp_path / "other.tse"
+    multi.write_text("version = tse_v1.0.0\n\n0.0 5.0 bckg 1.0\n5.0 9.0 fnsz 1.0\n9.0 20.0 cpsz 1.0\n")
+    assert [(s.start_s, s.end_s) for s in parse_tuh_tse(multi)] == [(5.0, 20.0)]
+    multi.write_text("version = tse_v1.0.0\n\n0.0 5.0 bckg 1.0\n5.0 9.0 fnzs 1.0\n")
+    with pytest.raises(AnnotationError, match=r"other.tse:4: label 'fnzs' is not a TUH label"):
+        parse_tuh_tse(multi)
+
+
 def test_tuh_csv_bi_malformed_row_names_file_and_line(tmp_path):
     p = tmp_path / "bad.csv_bi"
     p.write_text("channel,start_time,stop_time,label,confidence\nTERM,abc,10,seiz,1\n")
