@@ -1,4 +1,4 @@
-"""Labelled CWT windows from a data directory (CHB-MIT layout, TUH csv_bi or EDF+).
+"""Labelled CWT windows from a data directory (CHB-MIT layout, TUH csv_bi/tse_bi, Siena seizure lists or EDF+).
 
 Features are computed once per window with the runtime's CWTransform (the
 same code the monitor runs) and kept un-normalised (log10 power); the
