@@ -102,7 +102,8 @@ def train_main(args) -> int:
         what = "no seizure windows" if n_seizure == 0 else "only seizure windows"
         raise DataError(f"{', '.join(args.data)}: {what} in {len(ws.windows)} windows of {len(ws.recordings)} "
                         "recordings; training needs labelled seizures and seizure-free EEG (check the seizure "
-                        "labels: chbNN-summary.txt, csv_bi, Seizures-list-*.txt or EDF+ annotations; add --negatives DIR)")
+                        "labels: chbNN-summary.txt, csv_bi, Seizures-list-*.txt or EDF+ annotations; add "
+                        "--negatives DIR)")
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     # per-epoch training state of every fold and of the final model, for --resume

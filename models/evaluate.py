@@ -576,7 +576,8 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     model : str | Path
         An exported ``.onnx`` model (torch-free), or a ``.pt`` checkpoint (imports torch).
     data : str | Path
-        A directory of EDF files with seizure labels (CHB-MIT summary, TUH ``csv_bi``/``tse_bi``, Siena seizure list or EDF+).
+        A directory of EDF files with seizure labels (CHB-MIT summary, TUH ``csv_bi``/``tse_bi``,
+        Siena seizure list or EDF+).
     out_dir : str | Path
         Written here: ``scores.csv`` (one row per window, flushed per recording), ``metrics.json``
         and ``confusion_matrix.png``.

@@ -74,8 +74,9 @@ def _threshold_rule(text: str) -> str:
 
 def _add_train(sub):
     p = sub.add_parser("train", help="train the CWT ResNet on CHB-MIT-like directories ([train] extra)")
-    p.add_argument("data", nargs="+", help="directories of EDF files with chbNN-summary.txt, *.csv_bi or *.tse_bi, Siena "
-                   "Seizures-list-PNnn.txt or EDF+ seizure labels; each is one data set (its name is the folder's)")
+    p.add_argument("data", nargs="+", help="directories of EDF files with chbNN-summary.txt, *.csv_bi or "
+                   "*.tse_bi, Siena Seizures-list-PNnn.txt or EDF+ seizure labels; each is one data set (its name "
+                   "is the folder's)")
     p.add_argument("-o", "--output", required=True, help="checkpoint path (.pt; a .json sidecar is written too)")
     p.add_argument("--negatives", action="append", help="seizure-free EDF directory (repeatable)")
     p.add_argument("--allow-missing-negatives", type=COUNT, default=0,

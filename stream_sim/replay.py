@@ -222,8 +222,8 @@ def replay_edf(edf: str | Path | Recording, *, speed: float = 1.0, name: str = "
                faults: Faults | None = None, **options) -> Replay:
     """Start replaying an EDF recording as an LSL EEG stream, in a background thread.
 
-    The seizures of the recording (CHB-MIT summary, TUH ``csv_bi``/``tse_bi``, Siena seizure list or EDF+ annotations)
-    go out on a parallel ``{name}-annotations`` marker stream.
+    The seizures of the recording (CHB-MIT summary, TUH ``csv_bi``/``tse_bi``, Siena seizure list
+    or EDF+ annotations) go out on a parallel ``{name}-annotations`` marker stream.
 
     Parameters
     ----------
