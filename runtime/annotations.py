@@ -6,6 +6,7 @@ import math
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 from .errors import AnnotationError
 
@@ -224,55 +225,61 @@ def _tuh_seizures(path: Path, intervals: list[tuple[float, float]], patient: str
     return [Seizure(s, e, rec, patient or rec.split("_")[0], f"{rec}#{i + 1}") for i, (s, e) in enumerate(merged)]
 
 
+@dataclasses.dataclass(frozen=True)
+class _TuhFormat:
+    name: str
+    header: str  # the line a file of this format opens with, as the error names it
+    is_header: Callable[[str], bool]
+    fields: Callable[[str], list[str]]
+    columns: tuple[int, int, int]  # start, stop, label
+    row: str  # what a row holds, as the error names it
+
+
+_CSV_BI = _TuhFormat("csv_bi", "header 'channel,start_time,stop_time,label,confidence'",
+                     lambda line: [p.strip() for p in line.split(",")][:4] == ["channel", "start_time", "stop_time",
+                                                                               "label"],
+                     lambda line: [p.strip() for p in line.split(",")], (1, 2, 3), "5 comma-separated fields")
+_TSE = _TuhFormat("tse", "'version = tse_v1.0.0' line",
+                  lambda line: line.replace(" ", "").lower().startswith("version="), str.split, (0, 1, 2),
+                  "'start stop label confidence'")
+
+
+def _parse_tuh(path: str | os.PathLike, patient: str, fmt: _TuhFormat) -> list[Seizure]:
+    """A TUH label file: its opening line, then one row per interval; seizure rows merged into events."""
+    path = Path(path)
+    header_seen, intervals = False, []
+    for lineno, line in enumerate(_read_tuh_lines(path, fmt.name), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not header_seen:
+            if not fmt.is_header(line):
+                raise AnnotationError(f"{path}:{lineno}: expected {fmt.header}, got {line!r}")
+            header_seen = True
+            continue
+        parts = fmt.fields(line)
+        if len(parts) <= max(fmt.columns):
+            raise AnnotationError(f"{path}:{lineno}: expected {fmt.row}, got {line!r}")
+        interval = _tuh_interval(path, lineno, line, *(parts[i] for i in fmt.columns))
+        if interval:
+            intervals.append(interval)
+    if not header_seen:
+        raise AnnotationError(f"{path}: no {fmt.header}; not a TUH {fmt.name} label file")
+    return _tuh_seizures(path, intervals, patient)
+
+
 def parse_tuh_csv_bi(path: str | os.PathLike, patient: str = "") -> list[Seizure]:
     """Parse a TUH `csv_bi` label file (channel,start_time,stop_time,label,confidence).
 
     Rows labelled 'seiz' (or a seizure-type code) are seizures; 'bckg' is not.
     """
-    path = Path(path)
-    header_seen, intervals = False, []
-    for lineno, line in enumerate(_read_tuh_lines(path, "csv_bi"), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        if not header_seen:
-            if parts[:4] != ["channel", "start_time", "stop_time", "label"]:
-                raise AnnotationError(f"{path}:{lineno}: expected header 'channel,start_time,stop_time,label,"
-                                      f"confidence', got {line!r}")
-            header_seen = True
-            continue
-        if len(parts) < 4:
-            raise AnnotationError(f"{path}:{lineno}: expected 5 comma-separated fields, got {line!r}")
-        interval = _tuh_interval(path, lineno, line, parts[1], parts[2], parts[3])
-        if interval:
-            intervals.append(interval)
-    if not header_seen:
-        raise AnnotationError(f"{path}: no csv_bi header line; not a TUH label file")
-    return _tuh_seizures(path, intervals, patient)
+    return _parse_tuh(path, patient, _CSV_BI)
 
 
 def parse_tuh_tse(path: str | os.PathLike, patient: str = "") -> list[Seizure]:
     """Parse a TUSZ v1.5 `tse_bi` or `tse` label file: 'version = tse_v1.0.0', then rows of
     'start stop label confidence' for the whole recording (no channel)."""
-    path = Path(path)
-    version_seen, intervals = False, []
-    for lineno, line in enumerate(_read_tuh_lines(path, "tse"), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.replace(" ", "").lower().startswith("version="):
-            version_seen = True
-            continue
-        parts = line.split()
-        if len(parts) < 3:
-            raise AnnotationError(f"{path}:{lineno}: expected 'start stop label confidence', got {line!r}")
-        interval = _tuh_interval(path, lineno, line, parts[0], parts[1], parts[2])
-        if interval:
-            intervals.append(interval)
-    if not version_seen:
-        raise AnnotationError(f"{path}: no 'version = tse_v1.0.0' line; not a TUH tse label file")
-    return _tuh_seizures(path, intervals, patient)
+    return _parse_tuh(path, patient, _TSE)
 
 
 def tuh_labels_of(edf: Path) -> Path | None:
