@@ -131,9 +131,7 @@ class Replay:
             a, b = max(int(onset * sf), i), min(int((onset + dur) * sf), j)
             if a < b:
                 data[a - i:b - i] = np.nan
-        for label in self.faults.flat_channels:
-            idx = [k for k, lab in enumerate(self.rec.labels) if lab.upper() == label.upper()]
-            data[:, idx] = self._first[idx]  # held at the recording's first value
+        data[:, self._flat] = self._first[self._flat]  # held at the recording's first value
         return data
 
     def _skipped(self, i: int) -> bool:
@@ -149,6 +147,8 @@ class Replay:
         self._per_uv = 1.0 / (unit_factor(self.unit) or 1.0)
         self._block = (0, np.zeros((0, len(self.rec.labels))))
         self._first = self.rec.read(0, 1)[:, 0] * self._per_uv
+        flat = {label.upper() for label in self.faults.flat_channels}
+        self._flat = [k for k, lab in enumerate(self.rec.labels) if lab.upper() in flat]
         rng = np.random.default_rng(self.faults.seed)
         seizure_marks = []
         for a in self.rec.annotations:
