@@ -206,11 +206,10 @@ def _tuh_interval(path: Path, lineno: int, line: str, start: str, stop: str, lab
         raise AnnotationError(f"{path}:{lineno}: start/stop times must be finite seconds, got {line!r}")
     if t1 <= t0:
         raise AnnotationError(f"{path}:{lineno}: stop_time {t1:g} is not after start_time {t0:g}")
-    label = label.lower()
-    if label not in TUH_LABELS:  # a typo must not turn a seizure into background
+    if label.lower() not in TUH_LABELS:  # a typo must not turn a seizure into background
         raise AnnotationError(f"{path}:{lineno}: label {label!r} is not a TUH label; expected bckg, seiz "
                               f"or a seizure type ({', '.join(sorted(TUH_LABELS - {'bckg', 'seiz'}))})")
-    return None if label == "bckg" else (t0, t1)
+    return None if label.lower() == "bckg" else (t0, t1)
 
 
 def _tuh_seizures(path: Path, intervals: list[tuple[float, float]], patient: str) -> list[Seizure]:
