@@ -302,7 +302,7 @@ def siena_file_key(name: str) -> str:
     """How a Siena seizure list and the folder's EDFs are matched: the upper-case stem, the letter O
     read as zero in the patient number ('PNO6-1' → PN06-1) and a dangling dash dropped ('PN11-' →
     PN11), the three ways the database's lists misspell its own file names."""
-    stem = Path(name.strip()).stem.upper() if name.strip().lower().endswith(".edf") else name.strip().upper()
+    stem = re.sub(r"\.EDF$", "", name.strip().upper())
     m = re.match(r"^PN([O0-9]+)(.*)$", stem)
     if m:
         stem = "PN" + m.group(1).replace("O", "0") + m.group(2)
@@ -388,8 +388,11 @@ def parse_siena_seizure_list(path: str | os.PathLike) -> dict[str, list[tuple[fl
     return out
 
 
-def siena_seizures(folder: str | os.PathLike, edf_names: list[str]) -> dict[str, list[Seizure]]:
+def siena_seizures(folder: str | os.PathLike) -> dict[str, list[Seizure]]:
     """Seizures of the EDFs in `folder` that its Siena seizure lists cover ({} without a list).
+
+    The folder's own EDFs are matched, whichever of them a caller reads: one file passed alone is
+    judged against its siblings, as in the whole folder.
 
     A list is its patient's whole seizure list, so an EDF of that patient that the list does not
     name is seizure-free. A listed name without a run number ('PN01.edf') names the patient's only
@@ -400,7 +403,7 @@ def siena_seizures(folder: str | os.PathLike, edf_names: list[str]) -> dict[str,
     lists = sorted(folder.glob(SIENA_LIST_GLOB))
     if not lists:
         return {}
-    keys = {siena_file_key(n): n for n in edf_names}
+    keys = {siena_file_key(p.name): p.name for p in folder.iterdir() if p.suffix.lower() == ".edf"}
     intervals: dict[str, list[tuple[float, float]]] = {}
     unmatched: list[str] = []
     patients: set[str] = set()
@@ -458,7 +461,7 @@ def seizures_for_file(path: str | os.PathLike) -> list[Seizure]:
     tuh = tuh_labels_of(path)
     if tuh:
         return parse_tuh_labels(tuh)
-    siena = siena_seizures(path.parent, [p.name for p in path.parent.iterdir() if p.suffix.lower() == ".edf"])
+    siena = siena_seizures(path.parent)
     if path.name in siena:
         return siena[path.name]
     return seizures_from_edf_annotations(open_edf(path))  # the header and annotations, not the samples
@@ -496,7 +499,7 @@ def find_labelled_recordings(root: str | os.PathLike) -> list[LabelledRecording]
             for s in sorted(folder.glob("*-summary.txt")):
                 found.update(parse_chbmit_summary(s))
             summaries[folder] = found
-            siena[folder] = siena_seizures(folder, [p.name for p in edfs if p.parent == folder])
+            siena[folder] = siena_seizures(folder)
         entry = summaries[folder].get(edf.name)
         # one patient per folder (eegmmidb S001/) unless the file name names one (neonatal/neo04_…)
         patient = patient_of(edf.name, default=folder.name)

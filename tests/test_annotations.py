@@ -223,6 +223,9 @@ def test_a_siena_patient_folder_trains_as_it_is_downloaded(tmp_path, eegmmidb_di
     assert {lr.patient for lr in recs.values()} == {"pn05"}
     assert [s.seizure_id for s in recs["PN05-2.edf"].seizures] == ["PN05-2#1", "PN05-2#2"]
     assert seizures_for_file(d / "PN05-2.edf") == recs["PN05-2.edf"].seizures
+    # one file passed alone is judged against its siblings: the unlisted one is seizure-free, not an error
+    (alone,) = find_labelled_recordings(d / "PN05-3.edf")
+    assert alone.seizures == []
     # the 512-Hz referential EEG becomes the double banana, and the windows carry the list's labels
     spec = tiny_spec()
     ws = build_windows(d, spec, hop_s=5, seizure_hop_s=5, log=lambda *_: None)
