@@ -1,6 +1,7 @@
 """`ictal train` (needs the [train] extra: torch) and `ictal evaluate` (torch only for a .pt)."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shutil
 import time
@@ -47,7 +48,11 @@ def spec_from_args(args) -> FeatureSpec:
         spec = FeatureSpec.load(args.spec)
     else:
         channels = CHBMIT_CHANNELS if args.montage == "chbmit-23" else DOUBLE_BANANA
-        spec = FeatureSpec(channels=list(channels), relative=args.relative or ("none" if hybrid else "channel-window"))
+        spec = FeatureSpec(channels=list(channels), relative=args.relative or ("none" if hybrid else "channel-window"),
+                           remove_cardiac_artefact=True)
+    cardiac = getattr(args, "cardiac_artefact", None)
+    if cardiac is not None:
+        spec = dataclasses.replace(spec, remove_cardiac_artefact=cardiac == "remove")
     if hybrid and spec.relative != "none":  # build_model would refuse it too, but only after loading the data
         where = args.spec or "--relative"
         raise DataError(f"{where}: 'relative' is {spec.relative!r}, but the hybrid model takes absolute power "

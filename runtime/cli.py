@@ -94,6 +94,9 @@ def _add_train(sub):
     p.add_argument("--relative", choices=["none", "channel-window"], default=None,
                    help="resnet only: features relative to each channel's own window power (default: "
                    "channel-window); the hybrid takes absolute power and makes the ResNet's input relative itself")
+    p.add_argument("--cardiac-artefact", choices=["remove", "keep"], default=None,
+                   help="subtract stereotyped heart beats (ECG artefact) from each window before its features "
+                   "(default: remove; with --spec, the spec's own setting)")
     p.add_argument("--threshold-rule", default="youden", type=_threshold_rule,
                    help="threshold on validation windows: youden, or specificity:S (e.g. specificity:0.99)")
     p.add_argument("--width", type=POSITIVE, default=0.125)

@@ -16,6 +16,7 @@ import numpy as np
 import pywt
 import scipy.fft
 
+from .artefacts import CardiacArtefactRemover
 from .errors import SpecError
 
 # The 18-channel longitudinal bipolar "double banana": any 10-20 recording yields it, so it
@@ -73,6 +74,9 @@ class FeatureSpec:
         Added to the power before log10.
     relative : str
         One of `RELATIVE_MODES`.
+    remove_cardiac_artefact : bool
+        Subtract stereotyped heart beats from each window before the transform
+        (`runtime.artefacts`). False in specs written before it existed.
     norm_mean, norm_std : list of float | None
         Per-frequency standardisation fitted on training windows.
     version : int
@@ -90,6 +94,7 @@ class FeatureSpec:
     time_decimation: int = 32  # 8 columns/s: 10-s windows are (channels, freqs, 80)
     log_eps: float = 1e-3
     relative: str = "none"  # one of RELATIVE_MODES
+    remove_cardiac_artefact: bool = False
     norm_mean: list[float] | None = None  # per frequency, of log10 power; None = not fitted
     norm_std: list[float] | None = None
     version: int = SPEC_VERSION
@@ -137,6 +142,9 @@ class FeatureSpec:
                             f"{self.n_samples} samples of a window")
         if max(self.freqs_hz) >= self.sfreq_hz / 2:
             raise SpecError(f"{where}: highest frequency {max(self.freqs_hz)} Hz is not below Nyquist")
+        if not isinstance(self.remove_cardiac_artefact, bool):
+            raise SpecError(f"{where}: 'remove_cardiac_artefact' is {self.remove_cardiac_artefact!r}; expected "
+                            "true or false")
         if self.relative not in RELATIVE_MODES:
             raise SpecError(f"{where}: 'relative' is {self.relative!r}; expected one of {', '.join(RELATIVE_MODES)}")
         for name in ("norm_mean", "norm_std"):
@@ -226,6 +234,7 @@ class CWTransform:
 
     def __init__(self, spec: FeatureSpec, workers: int | None = None):
         self.spec = spec.validate()
+        self.remove_cardiac = CardiacArtefactRemover(spec.sfreq_hz) if spec.remove_cardiac_artefact else None
         wav = pywt.ContinuousWavelet(spec.wavelet)
         freqs = np.asarray(spec.freqs_hz, dtype=np.float64)
         self.scales = pywt.frequency2scale(wav, freqs / spec.sfreq_hz)
@@ -348,6 +357,8 @@ class CWTransform:
         if not np.all(np.isfinite(x)):
             bad = int(np.flatnonzero(~np.isfinite(x).all(axis=(1, 2)))[0])
             raise SpecError(f"window {bad} of {len(x)} contains NaN/inf samples; refusing to compute features")
+        if self.remove_cardiac is not None:
+            x = self.remove_cardiac(x)
         rows = x.reshape(-1, n).astype(np.float32)
         out = np.empty((rows.shape[0], len(self.scales), self.spec.n_columns), np.float32)
         pool = self.spec.time_decimation // self.q

@@ -1,0 +1,119 @@
+"""Cardiac artefact removal: heart beats come out of real EEG, seizures stay in."""
+import numpy as np
+import pytest
+
+from ictal.runtime.artefacts import find_cardiac_beats, remove_cardiac_artefact
+from ictal.runtime.edf import open_edf
+from ictal.runtime.features import CWTransform, FeatureSpec
+from ictal.runtime.windows import condition_edf, window_samples
+
+SPEC = FeatureSpec()  # 18-channel double banana at 256 Hz
+
+
+def _window(path, start_s: float) -> np.ndarray:
+    data = condition_edf(open_edf(path), SPEC, allow_missing=3)
+    return window_samples(data, SPEC, start_s).astype(np.float64)
+
+
+def _qrs_train(beat_times_s, gains_uv) -> np.ndarray:
+    """An ECG-like beat (small Q, tall narrow R, S, slow T wave) at each beat time, with one fixed
+    gain per channel (the ECG's field over the scalp)."""
+    t = np.arange(SPEC.n_samples) / SPEC.sfreq_hz
+    wave = np.zeros_like(t)
+    for b in beat_times_s:
+        for offset_s, width_s, height in ((-0.03, 0.01, -0.15), (0.0, 0.01, 1.0), (0.03, 0.012, -0.3),
+                                          (0.25, 0.05, 0.25)):
+            wave += height * np.exp(-0.5 * ((t - b - offset_s) / width_s) ** 2)
+    return np.asarray(gains_uv)[:, None] * wave[None]
+
+
+def _band_rms(x: np.ndarray) -> float:
+    import scipy.signal
+    sos = scipy.signal.butter(2, (5, 30), "bandpass", fs=SPEC.sfreq_hz, output="sos")
+    return float(np.sqrt(np.mean(scipy.signal.sosfiltfilt(sos, x, axis=1) ** 2)))
+
+
+def test_added_heart_beats_are_found_and_removed_from_real_eeg(eegmmidb_dir):
+    clean = _window(eegmmidb_dir / "S001" / "S001R01.edf", 20.0)  # eyes-open rest, no ECG
+    assert not find_cardiac_beats(clean, SPEC.sfreq_hz).is_cardiac
+    rng = np.random.default_rng(3)
+    beats = np.cumsum(rng.uniform(0.78, 0.9, 12)) + 0.1  # ~72 beats/min, not perfectly regular
+    beats = beats[beats < SPEC.window_s - 0.4]
+    # as large as S003's (below): an artefact a reader sees at once
+    gains = rng.choice([-1, 1], len(SPEC.channels)) * rng.uniform(100, 200, len(SPEC.channels))
+    ecg = _qrs_train(beats, gains)
+    dirty = clean + ecg
+
+    found = find_cardiac_beats(dirty, SPEC.sfreq_hz)
+    assert found.is_cardiac
+    expected = np.round(beats * SPEC.sfreq_hz)
+    inside = expected[(expected >= 0.2 * SPEC.sfreq_hz) & (expected < SPEC.n_samples - 0.3 * SPEC.sfreq_hz)]
+    assert len(found.peaks) == len(inside)
+    assert np.max(np.abs(found.peaks - inside)) <= 3  # within 12 ms of each beat
+
+    cleaned = remove_cardiac_artefact(dirty, SPEC.sfreq_hz)
+    # what is left of the artefact is small against the artefact, and the EEG is kept
+    assert _band_rms(cleaned - clean) < 0.25 * _band_rms(ecg)
+    assert _band_rms(cleaned - clean) < 0.5 * _band_rms(clean)
+
+
+def test_real_ecg_artefact_is_removed_and_lowers_the_power_it_added(eegmmidb_dir):
+    """S003's runs carry a large ECG artefact on every channel (about 150 µV, 50 beats/min)."""
+    dirty = _window(eegmmidb_dir / "S003" / "S003R05.edf", 112.0)
+    found = find_cardiac_beats(dirty, SPEC.sfreq_hz)
+    assert found.is_cardiac and found.stereotypy > 0.85
+    assert 7 <= len(found.peaks) <= 9  # 50 beats/min over the 9.5 s where a beat fits whole
+    cleaned = remove_cardiac_artefact(dirty, SPEC.sfreq_hz)
+    rms = lambda x: np.sqrt(np.mean(x ** 2, axis=1))  # noqa: E731
+    assert np.median(rms(cleaned) / rms(dirty)) < 0.7  # the beats carried most of the power
+    assert np.all(rms(cleaned) > 0.3 * rms(dirty))  # and the EEG under them is kept
+    assert not find_cardiac_beats(cleaned, SPEC.sfreq_hz).is_cardiac
+
+
+@pytest.mark.parametrize("clip, start_s", [("chbmit/chb01/chb01_03_onset.edf", 18.0),
+                                           ("chbmit/chb02/chb02_16_ictal.edf", 0.0),
+                                           ("neonatal/neo44_seizure.edf", 10.0)])
+def test_seizure_windows_without_ecg_are_returned_untouched(chbmit_dir, clip, start_s):
+    window = _window(chbmit_dir.parent / clip, start_s)
+    assert remove_cardiac_artefact(window, SPEC.sfreq_hz) is window
+
+
+def test_the_spec_turns_removal_on_in_the_transform_and_old_specs_keep_it_off(eegmmidb_dir):
+    old = FeatureSpec.from_dict({k: v for k, v in FeatureSpec().to_dict().items()
+                                 if k != "remove_cardiac_artefact"})
+    assert old.remove_cardiac_artefact is False
+    on = FeatureSpec(remove_cardiac_artefact=True)
+    assert FeatureSpec.from_json(on.to_json()).remove_cardiac_artefact is True
+    dirty = _window(eegmmidb_dir / "S003" / "S003R05.edf", 112.0)
+    calm = _window(eegmmidb_dir / "S001" / "S001R01.edf", 20.0)
+    kept, removed = CWTransform(old), CWTransform(on)
+    np.testing.assert_array_equal(kept.log_power(calm), removed.log_power(calm))
+    low = np.asarray(SPEC.freqs_hz) <= 30
+    assert removed.log_power(dirty)[:, low].mean() < kept.log_power(dirty)[:, low].mean() - 0.1
+
+
+def test_beat_picking_follows_scipy_find_peaks_height_and_distance_rules():
+    """The runtime does not import scipy.signal (its memory); its peak picker must agree with it."""
+    from scipy.signal import find_peaks
+
+    from ictal.runtime.artefacts import _peaks
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        envelope = np.abs(rng.normal(size=600)).cumsum() % 7  # plateaus, ramps and ties
+        height, distance = rng.uniform(1, 5), int(rng.integers(2, 80))
+        expected, _ = find_peaks(envelope, height=height, distance=distance)
+        np.testing.assert_array_equal(_peaks(envelope, height, distance), expected)
+
+
+@pytest.mark.parametrize("argv, removes", [([], True), (["--cardiac-artefact", "keep"], False),
+                                           (["--cardiac-artefact", "remove"], True)])
+def test_training_removes_cardiac_artefact_unless_told_to_keep_it(argv, removes, tmp_path):
+    from ictal.models.commands import spec_from_args
+    from ictal.runtime.cli import build_parser
+    args = build_parser().parse_args(["train", "data", "-o", str(tmp_path / "m.pt"), *argv])
+    assert spec_from_args(args).remove_cardiac_artefact is removes
+    # a spec file decides for itself unless the flag is given
+    FeatureSpec(remove_cardiac_artefact=False).save(tmp_path / "spec.json")
+    args = build_parser().parse_args(["train", "data", "-o", str(tmp_path / "m.pt"), "--spec",
+                                      str(tmp_path / "spec.json"), *argv])
+    assert spec_from_args(args).remove_cardiac_artefact is (removes and bool(argv))
