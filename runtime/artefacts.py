@@ -4,7 +4,8 @@ The QRS complex of the heart reaches scalp electrodes as a sharp transient that 
 beat, has the same shape on every beat and the same spread over the channels (one spatial
 pattern). In a 10-s window of healthy EEG it can dominate the power below 30 Hz and read as a
 rhythmic discharge. We find the beats on the window's first spatial component, check that they
-are stereotyped, and subtract their median waveform from every channel at every beat, so the
+are stereotyped and spread over the head (a focal periodic discharge is stereotyped too, and is
+a seizure's evidence, not an artefact), and subtract their median waveform from every channel at every beat, so the
 EEG between and under the beats stays. A window without such beats is returned unchanged.
 
 This is window-level cleaning (the whole window is known when it is scored), the same code in
@@ -25,6 +26,10 @@ SMOOTH_S = 0.027  # envelope smoothing, about a QRS width
 PEAK_FRACTION = 0.4  # of the envelope's 99th percentile, for a beat
 MIN_BEATS = 5  # in one window: fewer is no evidence of a rhythm
 MIN_STEREOTYPY = 0.8  # median correlation of each beat with their mean waveform
+# A heart's field spans the head; a focal periodic discharge (neo38's seizure: 2 channels) is as
+# stereotyped and as regular, and must never be subtracted. The beats' mean waveform may put at
+# most this share of its energy on its 3 strongest channels (S003's ECG: 0.47-0.59).
+MAX_FOCALITY = 0.7
 BEFORE_S, AFTER_S = 0.2, 0.3  # the span subtracted around each beat: P-QRS-part of T
 
 
@@ -34,10 +39,12 @@ class CardiacBeats:
 
     peaks: np.ndarray
     stereotypy: float  # median correlation of a beat's multi-channel waveform with their mean
+    focality: float = 1.0  # share of their mean waveform's energy on its 3 strongest channels
 
     @property
     def is_cardiac(self) -> bool:
-        return len(self.peaks) >= MIN_BEATS and self.stereotypy >= MIN_STEREOTYPY
+        return (len(self.peaks) >= MIN_BEATS and self.stereotypy >= MIN_STEREOTYPY
+                and self.focality <= MAX_FOCALITY)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,11 +105,14 @@ def find_cardiac_beats(window: np.ndarray, sfreq_hz: float, plan: _Plan | None =
     if len(peaks) < MIN_BEATS:
         return CardiacBeats(peaks, 0.0)
     span = np.arange(-plan.before, plan.after)
-    beats = h[:, peaks[:, None] + span].transpose(1, 0, 2).reshape(len(peaks), -1)
+    per_channel = h[:, peaks[:, None] + span]  # (n_channels, n_beats, span)
+    energy = np.sum(per_channel.mean(axis=1) ** 2, axis=1)
+    focality = float(np.sort(energy)[-3:].sum() / (energy.sum() + 1e-12))
+    beats = per_channel.transpose(1, 0, 2).reshape(len(peaks), -1)
     beats = beats - beats.mean(axis=1, keepdims=True)
     mean = beats.mean(axis=0)
     r = beats @ mean / (np.linalg.norm(beats, axis=1) * np.linalg.norm(mean) + 1e-12)
-    return CardiacBeats(peaks, float(np.median(r)))
+    return CardiacBeats(peaks, float(np.median(r)), focality)
 
 
 def remove_cardiac_artefact(window: np.ndarray, sfreq_hz: float, plan: _Plan | None = None) -> np.ndarray:

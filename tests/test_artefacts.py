@@ -117,3 +117,14 @@ def test_training_removes_cardiac_artefact_unless_told_to_keep_it(argv, removes,
     args = build_parser().parse_args(["train", "data", "-o", str(tmp_path / "m.pt"), "--spec",
                                       str(tmp_path / "spec.json"), *argv])
     assert spec_from_args(args).remove_cardiac_artefact is (removes and bool(argv))
+
+
+def test_a_focal_periodic_seizure_discharge_is_not_taken_for_heart_beats(neonatal_dir):
+    """neo38's seizure: sharp discharges every ~0.4 s on F3-C3 and C3-P3, as alike from one to the
+    next as heart beats are. They are the seizure's evidence and stay; only a field spread over the
+    head is read as the heart."""
+    window = _window(neonatal_dir / "neo38_seizure.edf", 1.0)
+    found = find_cardiac_beats(window, SPEC.sfreq_hz)
+    assert len(found.peaks) >= 5 and found.stereotypy >= 0.8  # regular and stereotyped ...
+    assert found.focality > 0.9 and not found.is_cardiac  # ... but on two channels
+    assert remove_cardiac_artefact(window, SPEC.sfreq_hz) is window
