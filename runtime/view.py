@@ -340,6 +340,7 @@ def serve(feed: MonitorFeed, host: str = "127.0.0.1", port: int = 8765, token: s
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # listening before the URL is printed: a browser that opens it at once waits, not refused
     except OSError as e:
         raise SinkError(f"view: cannot listen on {host}:{port} ({e.strerror or e})") from None
     port = sock.getsockname()[1]
