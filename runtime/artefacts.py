@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import scipy.fft
 
 from .dsp import butter_bandpass_sos
 
@@ -78,8 +79,10 @@ class CardiacArtefactRemover:
         then backwards filtering gives, without its start-up transients."""
         n = x.shape[-1]
         if n not in self._gain:
-            self._gain[n] = _sos_power_response(self.sos, np.fft.rfftfreq(n, 1.0 / self.sfreq_hz), self.sfreq_hz)
-        return np.fft.irfft(np.fft.rfft(x, axis=-1) * self._gain[n], n, axis=-1)
+            freqs = np.fft.rfftfreq(n, 1.0 / self.sfreq_hz)
+            self._gain[n] = _sos_power_response(self.sos, freqs, self.sfreq_hz).astype(np.float32)
+        # float32: detection needs no more, and it halves the FFTs' cost (0.16 ms per window)
+        return scipy.fft.irfft(scipy.fft.rfft(x.astype(np.float32), axis=-1) * self._gain[n], n, axis=-1)
 
     def find(self, windows: np.ndarray) -> list[CardiacBeats]:
         """The beats of each window. windows : (n_windows, n_channels, n_samples)."""
