@@ -5,8 +5,9 @@ beat, has the same shape on every beat and the same spread over the channels (on
 pattern). In a 10-s window of healthy EEG it can dominate the power below 30 Hz and read as a
 rhythmic discharge. We find the beats on the window's first spatial component, check that they
 are stereotyped and spread over the head (a focal periodic discharge is stereotyped too, and is
-a seizure's evidence, not an artefact), and subtract their median waveform from every channel at every beat, so the
-EEG between and under the beats stays. A window without such beats is returned unchanged.
+a seizure's evidence, not an artefact), and subtract their median waveform from every channel at
+every beat, so the EEG between and under the beats stays. A window without such beats is
+returned unchanged.
 
 This is window-level cleaning (the whole window is known when it is scored), the same code in
 training, evaluation, the monitor and the explanations, because it runs inside

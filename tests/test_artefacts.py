@@ -128,3 +128,14 @@ def test_a_focal_periodic_seizure_discharge_is_not_taken_for_heart_beats(neonata
     assert len(found.peaks) >= 5 and found.stereotypy >= 0.8  # regular and stereotyped ...
     assert found.focality > 0.9 and not found.is_cardiac  # ... but on two channels
     assert remove_cardiac_artefact(window, SPEC.sfreq_hz) is window
+
+
+def test_the_zero_phase_band_is_the_butterworths_squared_magnitude():
+    from scipy.signal import butter, sosfreqz
+
+    from ictal.runtime.artefacts import BAND_HZ, _sos_power_response
+    from ictal.runtime.dsp import butter_bandpass_sos
+    freqs = np.linspace(0, 127, 300)
+    _, h = sosfreqz(butter(2, BAND_HZ, "bandpass", fs=256.0, output="sos"), freqs, fs=256.0)
+    np.testing.assert_allclose(_sos_power_response(butter_bandpass_sos(2, *BAND_HZ, 256.0), freqs, 256.0),
+                               np.abs(h) ** 2, atol=1e-12)
