@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
 from ictal.runtime.errors import ChannelMismatch, DataError
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
 
@@ -498,18 +499,26 @@ def _loaded(model: str, threads: int | None):
 
 
 def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
-                    threads: int | None = None) -> tuple[WindowSet, dict]:
-    """One recording's windows (features dropped) and {method: scores}: the unit of work of
-    serial, local-worker and Ray scoring alike."""
+                    threads: int | None = None) -> tuple[WindowSet, dict, float]:
+    """One recording's windows (features dropped), {method: scores} and the median over its
+    windows of `top_band_drop` (NaN without windows): the unit of work of serial, local-worker
+    and Ray scoring alike."""
     from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers = _loaded(model, threads)
     model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
+    drops: list[np.ndarray] = []
+
+    def score_batch(log_power):
+        model_p.append(predict(log_power))
+        drops.append(top_band_drop(log_power, spec))
+
     rec = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=hop_s,
-                            allow_missing=allow_missing, source=source, on_batch=lambda x: model_p.append(predict(x)))
+                            allow_missing=allow_missing, source=source, on_batch=score_batch)
     methods = score_methods(np.concatenate(model_p), threshold, rec, peers) if rec.windows else {}
+    drop = float(np.median(np.concatenate(drops))) if rec.windows else float("nan")
     return (WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
-            {m: p.astype(np.float32) for m, (p, _) in methods.items()})
+            {m: p.astype(np.float32) for m, (p, _) in methods.items()}, drop)
 
 
 def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
@@ -615,18 +624,22 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     peer_names = list(peers.thresholds()) if peers else []
     methods_p: dict[str, list[np.ndarray]] = {}
     kept: list[WindowSet] = []
-    zero_filled = {}
+    zero_filled, band_limited = {}, {}
     with open(out / "scores.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS + peer_names)
         recs = find_labelled_recordings(data)
-        for rec, scores in _scored_recordings(str(model), recs, hop_s, allow_missing, Path(data).name,
-                                              workers=workers, ray_address=ray_address):
+        for rec, scores, drop in _scored_recordings(str(model), recs, hop_s, allow_missing, Path(data).name,
+                                                    workers=workers, ray_address=ray_address):
             if not rec.windows:
                 continue
             for name, chans in rec.zero_filled.items():
                 zero_filled[name] = chans
                 print(f"warning: {name}: {len(chans)} channel(s) zero-filled: {', '.join(chans)}", file=sys.stderr)
+            if drop < BAND_LIMITED_DECADES:
+                name = rec.windows[0].recording
+                band_limited[name] = round(drop, 3)
+                print(f"warning: {name}: {band_limited_message(drop, spec)}", file=sys.stderr)
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
                                 + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names])
@@ -642,6 +655,8 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     results = {m: summarise(ws, np.concatenate(ps), thresholds[m]) for m, ps in methods_p.items()}
     metrics = {**results["model"], "model": str(model), "data": str(data),
                "classical_peers": {m: r for m, r in results.items() if m != "model"},
-               "zero_filled_channels": zero_filled}
+               "zero_filled_channels": zero_filled,
+               # {recording: median top_band_drop} of recordings that look low-passed below the spec's band
+               "band_limited_recordings": band_limited}
     mpath, cpath = write_metrics(metrics, out, f"{Path(model).name} on {Path(data).name}")
     return {"methods": results, "metrics": metrics, "files": [mpath, cpath, out / "scores.csv"]}

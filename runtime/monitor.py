@@ -10,12 +10,14 @@ import json
 import subprocess
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .alerts import AlertStateMachine
+from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
 from .channels import resolve_montage, unique_labels
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
@@ -32,8 +34,12 @@ TECHNICAL_ALARMS = {
     "falling_behind": "the monitor is falling behind the stream",
     "rate_mismatch": "the stream's effective sampling rate differs from its declared rate",
     "log_failed": "the JSONL log cannot be written",
+    "band_limited": "the EEG looks low-passed below the model's band: scores run high (more false alarms)",
 }
 
+
+# Windows whose median top-band drop decides the band_limited alarm, and the hysteresis that clears it
+BAND_CHECK_WINDOWS, BAND_CLEAR_MARGIN = 30, 0.1
 
 # A channel is flat below this peak-to-peak, saturated when over 1 % of its samples reach this
 FLAT_UV, SATURATION_UV = 0.5, 3000.0
@@ -170,6 +176,8 @@ class Monitor:
         self.explanations: list[dict] = []
         self.events: list[dict] = []
         self.n_scored = self.n_rejected = self.n_gaps = self.n_received = 0
+        # the top-band drop of the last scored windows: their median says whether the stream is band-limited
+        self._band_drops: deque = deque(maxlen=BAND_CHECK_WINDOWS)
         self._clock = None
         self._figure_jobs: list[subprocess.Popen] = []
 
@@ -471,8 +479,22 @@ class Monitor:
             state = "ALERT" if self.alerts.active else ("TECHNICAL ALARM" if self.technical else "ok")
             self.console.status(f"t={t_end:10.2f}  p={p:.3f} [{bar:<20}] {state}"
                                 f"{'  degraded: ' + ','.join(bad_channels) if bad_channels else ''}")
+        self._check_band(log_power)
         if event:
             self._alert(event, log_power, feats, data, skip)
+
+    def _check_band(self, log_power: np.ndarray) -> None:
+        """Raise `band_limited` when the median top-band drop of the last `BAND_CHECK_WINDOWS`
+        windows is below the limit; clear it `BAND_CLEAR_MARGIN` decades above. Nothing is said
+        before that many windows are scored."""
+        self._band_drops.append(float(top_band_drop(log_power[None], self.spec)[0]))
+        if len(self._band_drops) < BAND_CHECK_WINDOWS:
+            return
+        drop = float(np.median(self._band_drops))
+        if drop < BAND_LIMITED_DECADES:
+            self._technical("band_limited", True, top_band_drop=round(drop, 2))
+        elif drop > BAND_LIMITED_DECADES + BAND_CLEAR_MARGIN:
+            self._technical("band_limited", False, top_band_drop=round(drop, 2))
 
     # ------------------------------------------------------------ alerts & explanations
     def _baseline(self, skip: int) -> tuple[np.ndarray | None, dict]:

@@ -349,3 +349,36 @@ def test_shipped_model_stays_quiet_on_healthy_eeg_with_one_electrode_missing(eeg
     alerting = np.mean(missing.p >= missing.threshold)
     assert alerting <= np.mean(intact.p >= intact.threshold) + 0.05, f"{alerting:.0%} of healthy windows alert"
     assert np.abs(missing.p - intact.p).max() < 0.2
+
+
+def _low_passed(rec, cutoff_hz: float, source: str):
+    """The recording as a system with a 4th-order `cutoff_hz` low-pass would have recorded it."""
+    import dataclasses
+
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(4, cutoff_hz, "lowpass", fs=rec.sfreq_hz, output="sos")
+    return dataclasses.replace(rec, data_uv=sosfiltfilt(sos, rec.data_uv, axis=1), source=source)
+
+
+def test_evaluate_names_a_recording_low_passed_below_the_models_band(eegmmidb_dir, tmp_path):
+    """Healthy EEG low-passed at 30 Hz looks like seizure-like slowing to the shipped model
+    (its false alarms more than double): `ictal evaluate` must say which recording that is,
+    in its warnings and in metrics.json, and not flag the same EEG unfiltered."""
+    from test_cli import _ictal
+
+    from ictal.runtime.edf import write_edf
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    rec = read_edf(eegmmidb_dir / "S002" / "S002R03.edf")
+    data = tmp_path / "data"
+    data.mkdir()
+    write_edf(rec, data / "unfiltered.edf")
+    write_edf(_low_passed(rec, 30.0, "lowpassed.edf"), data / "lowpassed.edf")
+    r = _ictal("evaluate", data, "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "out", "--hop", "2")
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert set(metrics["band_limited_recordings"]) == {"lowpassed.edf"}
+    assert metrics["band_limited_recordings"]["lowpassed.edf"] < -0.75
+    warned = [line for line in r.stderr.splitlines() if "low-passed" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: lowpassed.edf:") and "40-Hz band" in warned[0]

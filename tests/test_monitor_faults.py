@@ -273,3 +273,30 @@ def test_replaying_an_edf_reads_it_a_block_at_a_time_and_sends_every_sample_with
     assert (got[~nan_rows, cz] == want[0, cz]).all()
     others = np.arange(64) != cz
     np.testing.assert_array_equal(got[~nan_rows][:, others], want[~nan_rows][:, others])
+
+
+def test_a_stream_low_passed_below_the_models_band_raises_a_band_alarm(eegmmidb_dir, tmp_path):
+    """A bedside system filtering at 30 Hz removes the top of the model's 0.5-40 Hz band, which
+    the model reads as seizure-like slowing: once 30 windows are scored the monitor says so (a
+    technical alarm), and says nothing on the same EEG unfiltered."""
+    import dataclasses
+
+    from test_generalisation import _low_passed
+
+    from ictal.runtime.edf import read_edf
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    rec = read_edf(eegmmidb_dir / "S002" / "S002R03.edf")
+    rec = dataclasses.replace(rec, data_uv=rec.data_uv[:, :int(50 * rec.sfreq_hz)], annotations=[])
+    for filtered in (False, True):
+        played = _low_passed(rec, 30.0, "S002R03-30hz") if filtered else rec
+        (tmp_path / str(filtered)).mkdir()
+        mon, log = _replay_into(SHIPPED_MODEL, played, tmp_path / str(filtered), lsl_outputs=False)
+        alarms = [e for e in _events(log, "technical_alarm") if e["reason"] == "band_limited"]
+        assert mon.n_scored >= 35
+        if filtered:
+            assert len(alarms) == 1 and alarms[0]["top_band_drop"] < -0.75
+            first_score = next(i for i, e in enumerate(log) if e["event"] == "score")
+            assert sum(e["event"] == "score" for e in log[first_score:log.index(alarms[0])]) >= 30
+        else:
+            assert not alarms

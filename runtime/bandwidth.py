@@ -1,0 +1,60 @@
+"""Is a recording's top band attenuated, by a low-pass filter below the model's band?
+
+The shipped model reads less fast activity as more seizure-like "slowing". On EEG low-passed
+by the recording system below the feature spec's upper edge (a clinical 35-Hz filter, a
+100-Hz system's anti-alias filter at 30 Hz), every window looks slower than the EEG it was
+trained on. In a leave-one-patient-out screen of the shipped recipe's summary regression (its 30
+folds and threshold rule), the held-out healthy adults' false alarms went from 141 to 315 per
+24 h when their EEG was low-passed at 35 Hz (4th-order Butterworth, zero-phase) and to 412 at
+30 Hz; the shipped model's healthy-adult windows above threshold went from 5 % to 13 % and 31 %. No recording of the shared data is filtered that way, so this module measures it and
+the monitor and `ictal evaluate` say so, instead of scoring such EEG silently.
+
+The measure: per window, the median over channels of the mean log10 power in the spec's top
+4 Hz minus that of the band 14 to 10 Hz below the top (37-40 against 26-30 Hz for the shipped
+0.5-40 Hz spec). Per recording (median over its windows), the 112 shared recordings (256 and
+160 Hz) lie from -0.68 (a baby's: neonatal EEG has little fast activity) to +0.17 decades, and
+resampling to 100 Hz with a proper anti-alias filter moves windows by about 0.01. The same
+recordings low-passed at 35 Hz lie from -1.04 to -0.61 (95 of 112 below the limit), at 30 Hz
+from -1.28 to -0.90 (all below).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# A recording whose median drop is below this is band-limited: 0.07 below the lowest unfiltered
+# shared recording, above every 30-Hz low-passed one and most 35-Hz ones
+BAND_LIMITED_DECADES = -0.75
+REFERENCE_BELOW_HZ = (10.0, 14.0)  # the reference band, in Hz below the spec's upper edge
+TOP_WIDTH_HZ = 4.0
+
+
+def _bands(spec) -> tuple[np.ndarray, np.ndarray]:
+    """(top, reference) masks over the spec's frequencies: (edge - 4, edge] and [edge - 14, edge - 10]."""
+    edge = spec.band_hz[1]
+    f = np.asarray(spec.freqs_hz, float)
+    top = (f > edge - TOP_WIDTH_HZ) & (f <= edge)
+    reference = (f >= edge - REFERENCE_BELOW_HZ[1]) & (f <= edge - REFERENCE_BELOW_HZ[0])
+    return top, reference
+
+
+def top_band_drop(log_power: np.ndarray, spec) -> np.ndarray:
+    """Decades from the spec's reference band to its top band, per window (NaN where the spec's
+    frequencies do not cover both bands).
+
+    log_power : (n_windows, n_channels, n_freqs, n_columns) un-normalised log10 power → (n_windows,).
+    """
+    log_power = np.asarray(log_power)
+    top, ref = _bands(spec)
+    if not (top.any() and ref.any()):
+        return np.full(len(log_power), np.nan)
+    drop = log_power[:, :, top].mean(axis=(2, 3)) - log_power[:, :, ref].mean(axis=(2, 3))
+    return np.median(drop, axis=1)
+
+
+def band_limited_message(drop: float, spec) -> str:
+    """What a median drop below `BAND_LIMITED_DECADES` means, for a warning."""
+    top = spec.band_hz[1]
+    return (f"its EEG near {top:g} Hz is {-drop:.2f} decades of power below its EEG "
+            f"{REFERENCE_BELOW_HZ[0]:g}-{REFERENCE_BELOW_HZ[1]:g} Hz lower (unfiltered EEG: about 0.37, at most 0.68): it looks "
+            f"low-passed below the model's {top:g}-Hz band, which the model reads as seizure-like slowing "
+            f"(healthy EEG low-passed at 35 Hz drew 2.2x the false alarms)")
