@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -498,27 +499,37 @@ def _loaded(model: str, threads: int | None):
     return _LOADED[key]
 
 
+class ScoredRecording(NamedTuple):
+    windows: WindowSet  # features dropped
+    scores: dict  # {method: per-window scores}
+    top_band_drop: float  # median over the windows of `top_band_drop` (NaN without windows)
+    heart_beats_removed: np.ndarray  # per window: were its heart beats removed before the features?
+
+
 def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
-                    threads: int | None = None) -> tuple[WindowSet, dict, float]:
-    """One recording's windows (features dropped), {method: scores} and the median over its
-    windows of `top_band_drop` (NaN without windows): the unit of work of serial, local-worker
-    and Ray scoring alike."""
+                    threads: int | None = None) -> ScoredRecording:
+    """One recording's windows, scores and checks: the unit of work of serial, local-worker and
+    Ray scoring alike."""
     from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers = _loaded(model, threads)
+    transform = log_power_transform(spec)
     model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
     drops: list[np.ndarray] = []
+    cleaned: list[np.ndarray] = []
 
     def score_batch(log_power):
         model_p.append(predict(log_power))
         drops.append(top_band_drop(log_power, spec))
+        cleaned.append(transform.last_heart_beats_removed.copy())
 
-    rec = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=hop_s,
+    rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s,
                             allow_missing=allow_missing, source=source, on_batch=score_batch)
     methods = score_methods(np.concatenate(model_p), threshold, rec, peers) if rec.windows else {}
-    drop = float(np.median(np.concatenate(drops))) if rec.windows else float("nan")
-    return (WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
-            {m: p.astype(np.float32) for m, (p, _) in methods.items()}, drop)
+    return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
+                           {m: p.astype(np.float32) for m, (p, _) in methods.items()},
+                           float(np.median(np.concatenate(drops))) if rec.windows else float("nan"),
+                           np.concatenate(cleaned) if rec.windows else np.zeros(0, bool))
 
 
 def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
@@ -568,6 +579,8 @@ def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int,
 
 
 SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
+# after the peers' scores: 1 where the window's cardiac artefact was subtracted before its features
+CLEANING_COLUMNS = ["heart_beats_removed"]
 
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
@@ -627,10 +640,11 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     zero_filled, band_limited = {}, {}
     with open(out / "scores.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(SCORE_COLUMNS + peer_names)
+        writer.writerow(SCORE_COLUMNS + peer_names + CLEANING_COLUMNS)
         recs = find_labelled_recordings(data)
-        for rec, scores, drop in _scored_recordings(str(model), recs, hop_s, allow_missing, Path(data).name,
-                                                    workers=workers, ray_address=ray_address):
+        for rec, scores, drop, cleaned in _scored_recordings(str(model), recs, hop_s, allow_missing,
+                                                             Path(data).name, workers=workers,
+                                                             ray_address=ray_address):
             if not rec.windows:
                 continue
             for name, chans in rec.zero_filled.items():
@@ -642,7 +656,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
                 print(f"warning: {name}: {band_limited_message(drop, spec)}", file=sys.stderr)
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
-                                + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names])
+                                + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names] + [int(cleaned[i])])
             fh.flush()
             for m, p in scores.items():
                 methods_p.setdefault(m, []).append(p)

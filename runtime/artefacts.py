@@ -74,6 +74,7 @@ class CardiacArtefactRemover:
         # a soft edge (Hann to the 1/4 power: flat over most of the span) so subtraction leaves no step
         self.taper = np.hanning(self.before + self.after) ** 0.25
         self._gain: dict[int, np.ndarray] = {}
+        self.last_removed = np.zeros(0, bool)  # per window of the last call: were its beats removed?
 
     def _band(self, x: np.ndarray) -> np.ndarray:
         """Zero-phase band-pass of (..., n) through the FFT: the Butterworth's |H|², as forwards
@@ -128,7 +129,8 @@ class CardiacArtefactRemover:
         else a float64 copy with the beats removed where found."""
         windows = np.asarray(windows)
         found = self.find(windows.astype(np.float64, copy=False))
-        if not any(b.is_cardiac for b in found):
+        self.last_removed = np.array([b.is_cardiac for b in found], bool)
+        if not self.last_removed.any():
             return windows
         out = windows.astype(np.float64, copy=True)
         for i, b in enumerate(found):

@@ -235,6 +235,7 @@ class CWTransform:
     def __init__(self, spec: FeatureSpec, workers: int | None = None):
         self.spec = spec.validate()
         self.remove_cardiac = CardiacArtefactRemover(spec.sfreq_hz) if spec.remove_cardiac_artefact else None
+        self.last_heart_beats_removed = np.zeros(0, bool)
         wav = pywt.ContinuousWavelet(spec.wavelet)
         freqs = np.asarray(spec.freqs_hz, dtype=np.float64)
         self.scales = pywt.frequency2scale(wav, freqs / spec.sfreq_hz)
@@ -359,6 +360,9 @@ class CWTransform:
             raise SpecError(f"window {bad} of {len(x)} contains NaN/inf samples; refusing to compute features")
         if self.remove_cardiac is not None:
             x = self.remove_cardiac(x)
+        # per window of this batch: were heart beats removed? (scores.csv and the monitor's log say so)
+        self.last_heart_beats_removed = (self.remove_cardiac.last_removed if self.remove_cardiac is not None
+                                         else np.zeros(len(x), bool))
         rows = x.reshape(-1, n).astype(np.float32)
         out = np.empty((rows.shape[0], len(self.scales), self.spec.n_columns), np.float32)
         pool = self.spec.time_decimation // self.q

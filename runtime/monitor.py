@@ -471,6 +471,9 @@ class Monitor:
                "latency_s": round(self._clock() - self.source.lsl_time(t_end), 4)}
         if bad_channels:
             rec["zero_filled"] = bad_channels
+        cleaned = bool(self.scorer.transform.last_heart_beats_removed[0])
+        if cleaned:  # the features, and an alert's explanation, are of the EEG without its heart beats
+            rec["heart_beats_removed"] = True
         self._record(rec)
         if self.outputs:
             self.outputs.score(self.source.lsl_time(t_end), p, self.alerts.active, bool(self.technical))
@@ -478,10 +481,11 @@ class Monitor:
             bar = "#" * int(round(p * 20))
             state = "ALERT" if self.alerts.active else ("TECHNICAL ALARM" if self.technical else "ok")
             self.console.status(f"t={t_end:10.2f}  p={p:.3f} [{bar:<20}] {state}"
-                                f"{'  degraded: ' + ','.join(bad_channels) if bad_channels else ''}")
+                                f"{'  degraded: ' + ','.join(bad_channels) if bad_channels else ''}"
+                                f"{'  ECG removed' if cleaned else ''}")
         self._check_band(log_power)
         if event:
-            self._alert(event, log_power, feats, data, skip)
+            self._alert(event, log_power, feats, data, skip, heart_beats_removed=cleaned)
 
     def _check_band(self, log_power: np.ndarray) -> None:
         """Raise `band_limited` when the median top-band drop of the last `BAND_CHECK_WINDOWS`
@@ -515,7 +519,8 @@ class Monitor:
         return d.copy(), {"kind": "quietest preceding window", "t_start": float(t[0]), "t_end": float(t[-1]),
                           "mean_power_uv2": round(power, 3)}
 
-    def _alert(self, event, log_power: np.ndarray, feats: np.ndarray, eeg: np.ndarray, skip: int) -> None:
+    def _alert(self, event, log_power: np.ndarray, feats: np.ndarray, eeg: np.ndarray, skip: int,
+               heart_beats_removed: bool = False) -> None:
         """The alert is logged and published first; its explanation and files come after,
         and their failure is logged, never fatal."""
         payload = {"event": event.kind, "alert_id": event.alert_id, "t_lsl": event.t_lsl, "p": round(event.p, 6),
@@ -523,6 +528,7 @@ class Monitor:
                    "t_stream_s": round(event.t_lsl - self.first_t_lsl, 3) if self.first_t_lsl is not None else None}
         if event.kind == "onset":
             payload["first_positive_t_lsl"] = event.first_positive_t_lsl
+            payload["heart_beats_removed"] = heart_beats_removed  # of the window that opened the alert
         self._record({**payload, "event": f"alert_{event.kind}"})
         if self.outputs:
             self.outputs.alert(self.source.lsl_time(event.t_lsl), payload)

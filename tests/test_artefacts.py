@@ -139,3 +139,35 @@ def test_the_zero_phase_band_is_the_butterworths_squared_magnitude():
     _, h = sosfreqz(butter(2, BAND_HZ, "bandpass", fs=256.0, output="sos"), freqs, fs=256.0)
     np.testing.assert_allclose(_sos_power_response(butter_bandpass_sos(2, *BAND_HZ, 256.0), freqs, 256.0),
                                np.abs(h) ** 2, atol=1e-12)
+
+
+def test_scores_csv_and_the_monitor_say_which_windows_had_their_heart_beats_removed(eegmmidb_dir, tmp_path):
+    """A reader of an alert or of scores.csv must be able to tell that a score, and its
+    explanation, are of EEG without its heart beats: S003's ECG-laden run is flagged,
+    window by window, in `ictal evaluate`'s scores.csv and in the monitor's score records."""
+    import csv
+    import dataclasses
+    import shutil
+
+    from test_cli import _ictal
+    from test_monitor_faults import _events, _replay_into
+
+    from ictal.runtime.edf import read_edf
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    run = eegmmidb_dir / "S003" / "S003R05.edf"
+    (tmp_path / "data").mkdir()
+    shutil.copy(run, tmp_path / "data" / run.name)
+    r = _ictal("evaluate", tmp_path / "data", "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "out", "--hop", "5")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "out" / "scores.csv")))
+    flags = np.array([int(row["heart_beats_removed"]) for row in rows])
+    assert set(flags) <= {0, 1} and flags.mean() > 0.5  # 74 % of S003's windows meet the rule
+
+    rec = read_edf(run)
+    rec = dataclasses.replace(rec, data_uv=rec.data_uv[:, :int(30 * rec.sfreq_hz)], annotations=[])
+    (tmp_path / "monitor").mkdir()
+    mon, log = _replay_into(SHIPPED_MODEL, rec, tmp_path / "monitor", lsl_outputs=False)
+    scored = _events(log, "score")
+    assert len(scored) >= 15
+    assert 0.5 < np.mean([e.get("heart_beats_removed", False) for e in scored])
