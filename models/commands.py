@@ -80,6 +80,9 @@ def train_main(args) -> int:
     from .train import TrainConfig, choose_threshold_by, init_distributed, resolve_device, save_checkpoint, train_model
 
     spec = spec_from_args(args)
+    if args.epochs == 0 and args.architecture != "hybrid":
+        raise DataError("--epochs 0 trains nothing in a resnet model: it fits the hybrid's summary regression "
+                        "alone; use --architecture hybrid, or give epochs")
     cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size,
                       balance=args.balance, threshold_rule=args.threshold_rule, device=args.device,
                       loader_workers=args.loader_workers, summary_branch=args.architecture == "hybrid")

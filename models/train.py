@@ -25,7 +25,7 @@ from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specifi
 
 from .data import WindowSet, binary_target, take_rows, unambiguous
 from .evaluate import json_safe
-from .resnet import CWTResNet
+from .resnet import CWTResNet, inference_logits
 
 FT_CHANNELS = ("T7-FT9", "FT9-FT10", "FT10-T8")
 
@@ -282,8 +282,9 @@ def predict_proba(model: nn.Module, spec: FeatureSpec, x, batch_size: int = 64) 
     model.eval()
     device = next(model.parameters()).device
     norm = _normaliser(spec)
-    out = [torch.sigmoid(model(norm(x[i:i + batch_size]).to(device))).float().cpu().numpy()
-           for i in range(0, len(x), batch_size)]
+    with torch.no_grad():
+        out = [torch.sigmoid(inference_logits(model, norm(x[i:i + batch_size]).to(device))).float().cpu().numpy()
+               for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
@@ -399,7 +400,7 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     def validate():
         model.eval()
         with torch.no_grad():
-            logits = torch.cat([model(norm(xva[i:i + 64]).to(device)).float().cpu()
+            logits = torch.cat([inference_logits(model, norm(xva[i:i + 64]).to(device)).float().cpu()
                                 for i in range(0, len(xva), 64)]) if len(xva) else None
         return logits, float(val_loss_fn(logits, torch.as_tensor(yva))) if logits is not None else float("nan")
 

@@ -326,3 +326,27 @@ def test_grad_cam_of_a_hybrid_whose_resnet_adds_nothing_is_none_not_a_map_of_zer
         model.head[-1].weight.fill_(0.1)
     fi = GradCAMExplainer(model, spec).band_importance(x)
     assert resnet_contributes(model) and max(fi.values()) == pytest.approx(1.0)
+
+
+def test_scoring_skips_a_resnet_that_adds_nothing_and_gives_the_same_p():
+    """predict_proba leaves out the forward pass of a ResNet whose output layer is zero (what
+    made a regression-only cross-validation slow): the same p, and the full model once it adds
+    something."""
+    from ictal.models.train import _normaliser, predict_proba
+
+    model, spec = _hybrid()
+    log_power = np.random.default_rng(2).normal(1.0, 0.5, (5, *spec.input_shape)).astype(np.float32)
+
+    def full_forward():
+        with torch.no_grad():
+            return torch.sigmoid(model(_normaliser(spec)(log_power))).numpy()
+
+    calls = []
+    hook = model.stem.register_forward_hook(lambda *_: calls.append(1))
+    np.testing.assert_allclose(predict_proba(model, spec, log_power), full_forward(), rtol=0, atol=1e-7)
+    assert len(calls) == 1  # the reference's forward pass only
+    with torch.no_grad():
+        model.head[-1].bias.fill_(0.7)
+    np.testing.assert_allclose(predict_proba(model, spec, log_power), full_forward(), rtol=0, atol=1e-6)
+    assert len(calls) == 3
+    hook.remove()
