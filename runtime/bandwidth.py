@@ -53,8 +53,8 @@ def top_band_drop(log_power: np.ndarray, spec) -> np.ndarray:
 
 def band_limited_message(drop: float, spec) -> str:
     """What a median drop below `BAND_LIMITED_DECADES` means, for a warning."""
-    top = spec.band_hz[1]
-    return (f"its EEG near {top:g} Hz is {-drop:.2f} decades of power below its EEG "
-            f"{REFERENCE_BELOW_HZ[0]:g}-{REFERENCE_BELOW_HZ[1]:g} Hz lower (unfiltered EEG: about 0.37, at most 0.68): it looks "
-            f"low-passed below the model's {top:g}-Hz band, which the model reads as seizure-like slowing "
-            f"(healthy EEG low-passed at 35 Hz drew 2.2x the false alarms)")
+    edge, f = spec.band_hz[1], np.asarray(spec.freqs_hz, float)
+    top, reference = (f"{f[m].min():g}-{f[m].max():g} Hz" for m in _bands(spec))
+    return (f"its power at {top} is {-drop:.2f} decades below its power at {reference} (unfiltered EEG: about "
+            f"0.37, at most 0.68): it looks low-passed below the model's {edge:g}-Hz band, which the model reads "
+            f"as seizure-like slowing (healthy EEG low-passed at 35 Hz drew 2.2x the false alarms)")
