@@ -214,9 +214,9 @@ def resnet_contributes(model: CWTResNet) -> bool:
 
 
 def inference_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """model(x) in eval mode; for a hybrid whose ResNet adds nothing, its summary branch alone,
-    the same logits without the ResNet's forward pass (~20 ms per window on 2 cores, most of a
-    regression-only leave-one-patient-out run's time)."""
+    """model(x) for scoring; for a hybrid whose ResNet adds nothing (its output layer is zero),
+    its summary branch alone: the same logits without the ResNet's forward pass (the shipped
+    model: 0.3 instead of 1.0 ms per window on 2 cores)."""
     if isinstance(model, CWTResNet) and model.summary is not None and not resnet_contributes(model):
         return model.summary(model.log_power(x))
     return model(x)
