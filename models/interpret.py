@@ -29,7 +29,7 @@ from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_m
 from ictal.runtime.windows import condition_edf
 
 from .explain import GradCAM, band_importance, relative
-from .resnet import resnet_contributes
+from .resnet import inference_logits, resnet_contributes
 from .train import load_checkpoint
 
 
@@ -51,7 +51,7 @@ class TorchScorer:
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32)
         x = x[None] if x.ndim == 3 else x
-        return np.concatenate([self.model(torch.as_tensor(x[i:i + self.batch_size])).numpy()
+        return np.concatenate([inference_logits(self.model, torch.as_tensor(x[i:i + self.batch_size])).numpy()
                                for i in range(0, len(x), self.batch_size)]).astype(np.float64)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:

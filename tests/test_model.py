@@ -350,3 +350,19 @@ def test_scoring_skips_a_resnet_that_adds_nothing_and_gives_the_same_p():
     np.testing.assert_allclose(predict_proba(model, spec, log_power), full_forward(), rtol=0, atol=1e-6)
     assert len(calls) == 3
     hook.remove()
+
+
+def test_the_torch_scorer_behind_occlusion_skips_a_resnet_that_adds_nothing_with_the_same_logits():
+    """Occlusion of a .pt model scores every occluded copy through TorchScorer: the same logits as
+    the model's forward pass, without the ResNet's while it adds nothing."""
+    from ictal.models.interpret import TorchScorer
+
+    model, spec = _hybrid()
+    x = np.random.default_rng(3).normal(size=(4, *spec.input_shape)).astype(np.float32)
+    with torch.no_grad():
+        reference = model(torch.as_tensor(x)).numpy()
+    calls = []
+    hook = model.stem.register_forward_hook(lambda *_: calls.append(1))
+    np.testing.assert_allclose(TorchScorer(model).predict_logits(x), reference, rtol=0, atol=1e-6)
+    assert not calls
+    hook.remove()
