@@ -31,7 +31,7 @@ class SummaryBranchLogit(torch.nn.Module):
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
-    from ictal.models.interpret import flat_channel_guard
+    from ictal.models.interpret import band_limited_fallback, flat_channel_guard
     from ictal.models.resnet import resnet_contributes
 
     model, spec, threshold, meta = load_checkpoint(checkpoint)
@@ -48,7 +48,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     proto = onnx.load(str(output))
     name = Path(checkpoint).stem
     for k, v in metadata_json(spec, threshold, meta["weights_sha256"], name, Path(checkpoint).name,
-                                meta.get("classical_peers"), flat_channel_guard(model)).items():
+                                meta.get("classical_peers"), flat_channel_guard(model),
+                                band_limited_fallback(model)).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = k, v
     entry = proto.metadata_props.add()

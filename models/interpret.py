@@ -41,6 +41,15 @@ def flat_channel_guard(model) -> dict | None:
     return {"limit_log10": float(summary.flat_channel_log10), "ramp_log10": float(summary.flat_channel_ramp_log10)}
 
 
+def band_limited_fallback(model) -> dict | None:
+    """The limit and ramp (decades of top-band drop) at which the summary branch hands a window to its
+    gamma-free regression, as the ONNX metadata carries it; None for a model without one."""
+    summary = getattr(model, "summary", None)
+    if summary is None or summary.band_limited_rows is None:
+        return None
+    return {"limit_log10": summary.band_limited_log10, "ramp_log10": summary.band_limited_ramp_log10}
+
+
 class TorchScorer:
     """The runtime's scorer interface (predict_proba over normalised batches) on a torch model."""
 

@@ -8,7 +8,10 @@ trained on. In a leave-one-patient-out screen of the shipped recipe's summary re
 per 24 h when their EEG was low-passed at 35 Hz (4th-order Butterworth, zero-phase) and to 412
 at 30 Hz; the shipped model's healthy-adult windows above threshold went from 5 % to 13 % and
 31 %. No recording of the shared data is filtered that way, so this module measures it, and
-the monitor and `ictal evaluate` say so instead of scoring such EEG silently.
+the monitor and `ictal evaluate` say so instead of scoring such EEG silently. Models trained
+with the gamma-free fallback (the shipped one since its sixth build) run the same check per
+window inside their graph (`check_rows` gives them these bands' CWT rows) and score such
+windows with a regression that does not see the gamma band: 263 instead of 412 at 30 Hz.
 
 The measure: per window, the median over channels of the mean log10 power in the spec's top
 4 Hz minus that of the band 14 to 10 Hz below the top (37-40 against 26-30 Hz for the shipped
@@ -23,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 # A recording whose median drop is below this is band-limited: 0.12 below the lowest unfiltered
-# shared recording (a baby's; other babies may lie lower), above every 30-Hz low-passed one
+# shared recording (a baby's; other babies may lie lower), above every 30-Hz low-passed one.
+# Models trained with the gamma-free fallback switch to it per window around the same limit.
 BAND_LIMITED_DECADES = -0.8
 REFERENCE_BELOW_HZ = (10.0, 14.0)  # the reference band, in Hz below the spec's upper edge
 TOP_WIDTH_HZ = 4.0
@@ -36,6 +40,18 @@ def _bands(spec) -> tuple[np.ndarray, np.ndarray]:
     top = (f > edge - TOP_WIDTH_HZ) & (f <= edge)
     reference = (f >= edge - REFERENCE_BELOW_HZ[1]) & (f <= edge - REFERENCE_BELOW_HZ[0])
     return top, reference
+
+
+def check_rows(spec) -> tuple[tuple[int, int], tuple[int, int]] | None:
+    """The (first, stop) CWT rows of the top and reference bands, for a model that runs this check
+    itself per window; None where the spec's frequencies do not cover both as contiguous runs."""
+    rows = []
+    for mask in _bands(spec):
+        idx = np.flatnonzero(mask)
+        if idx.size == 0 or idx[-1] - idx[0] + 1 != idx.size:
+            return None
+        rows.append((int(idx[0]), int(idx[-1]) + 1))
+    return rows[0], rows[1]
 
 
 def top_band_drop(log_power: np.ndarray, spec) -> np.ndarray:
@@ -52,10 +68,13 @@ def top_band_drop(log_power: np.ndarray, spec) -> np.ndarray:
     return np.median(drop, axis=1)
 
 
-def band_limited_message(drop: float, spec) -> str:
-    """What a median drop below `BAND_LIMITED_DECADES` means, for a warning."""
+def band_limited_message(drop: float, spec, fallback: bool = False) -> str:
+    """What a median drop below `BAND_LIMITED_DECADES` means, for a warning; `fallback`: the model
+    hands such windows to its gamma-free regression."""
     edge, f = spec.band_hz[1], np.asarray(spec.freqs_hz, float)
     top, reference = (f"{f[m].min():g}-{f[m].max():g} Hz" for m in _bands(spec))
+    what = ("the model scores such windows with its gamma-free regression (check the recording's filter)" if fallback
+            else "the model reads it as seizure-like slowing (healthy EEG low-passed at 35 Hz drew 2.2x the "
+                 "false alarms)")
     return (f"its power at {top} is {-drop:.2f} decades below its power at {reference} (unfiltered EEG: about "
-            f"0.37, at most 0.68): it looks low-passed below the model's {edge:g}-Hz band, which the model reads "
-            f"as seizure-like slowing (healthy EEG low-passed at 35 Hz drew 2.2x the false alarms)")
+            f"0.37, at most 0.68): it looks low-passed below the model's {edge:g}-Hz band; {what}")

@@ -23,6 +23,8 @@ META_NAME = "ictal.model_name"
 META_CHECKPOINT = "ictal.checkpoint"
 META_PEERS = "ictal.classical_peers"  # line-length / band-power detectors fitted with the model
 META_FLAT_GUARD = "ictal.flat_channel_guard"  # the graph's flat-channel limit, for explanations
+# where the graph hands low-passed windows to its gamma-free regression, for the band-limited warnings
+META_BAND_FALLBACK = "ictal.band_limited_fallback"
 META_GRAPH = "ictal.graph_sha256"  # of the ONNX graph itself (nodes + weights), checked at every load
 
 
@@ -155,7 +157,8 @@ class Scorer:
             self.peers = ClassicalPeers.from_dict(json.loads(meta.get(META_PEERS, "null")), where=str(self.path))
         except json.JSONDecodeError as e:
             raise ModelError(f"{self.path}: metadata '{META_PEERS}' is not valid JSON ({e})") from e
-        self.flat_channel_guard = _flat_channel_guard(meta.get(META_FLAT_GUARD), self.path)
+        self.flat_channel_guard = _flat_channel_guard(meta, self.path)
+        self.band_limited_fallback = _band_limited_fallback(meta, self.path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         want = list(self.spec.input_shape)
@@ -261,24 +264,38 @@ def _threshold(text: str | None, where) -> float:
     return value
 
 
-def _flat_channel_guard(text: str | None, where) -> dict | None:
-    """{'limit_log10', 'ramp_log10'} of the graph's flat-channel guard; None for a model exported
-    without the field (or without a guard)."""
+def _limit_and_ramp(meta: dict, key: str, where, valid, expected: str) -> dict | None:
+    """{'limit_log10', 'ramp_log10'} of metadata `key` (decades), checked by valid(limit, ramp);
+    None for a model exported without the field (or with null)."""
+    text = meta.get(key)
     if text is None or text == "null":
         return None
     try:
-        guard = json.loads(text)
-        limit, ramp = float(guard["limit_log10"]), float(guard["ramp_log10"])
+        fields = json.loads(text)
+        limit, ramp = float(fields["limit_log10"]), float(fields["ramp_log10"])
     except (json.JSONDecodeError, TypeError, KeyError, ValueError):
         limit = ramp = float("nan")  # refused below, with the text as it is
-    if not (limit > 0 and ramp >= 0):
-        raise ModelError(f"{where}: metadata '{META_FLAT_GUARD}' is {text!r}; expected null or "
-                         '{"limit_log10": decades > 0, "ramp_log10": decades ≥ 0}')
+    if not valid(limit, ramp):
+        raise ModelError(f"{where}: metadata '{key}' is {text!r}; expected null or {expected}")
     return {"limit_log10": limit, "ramp_log10": ramp}
 
 
+def _flat_channel_guard(meta: dict, where) -> dict | None:
+    """The graph's flat-channel guard; None without one."""
+    return _limit_and_ramp(meta, META_FLAT_GUARD, where, lambda limit, ramp: limit > 0 and ramp >= 0,
+                           '{"limit_log10": decades > 0, "ramp_log10": decades ≥ 0}')
+
+
+def _band_limited_fallback(meta: dict, where) -> dict | None:
+    """Where the graph hands low-passed windows to its gamma-free regression; None without one."""
+    return _limit_and_ramp(meta, META_BAND_FALLBACK, where, lambda limit, ramp: limit < 0 and ramp > 0,
+                           '{"limit_log10": decades < 0, "ramp_log10": decades > 0}')
+
+
 def metadata_json(spec: FeatureSpec, threshold: float, weights_sha256: str, name: str, checkpoint: str,
-                  peers: dict | None = None, flat_channel_guard: dict | None = None) -> dict:
+                  peers: dict | None = None, flat_channel_guard: dict | None = None,
+                  band_limited_fallback: dict | None = None) -> dict:
     return {META_SPEC: spec.to_json(), META_THRESHOLD: repr(float(threshold)), META_WEIGHTS: weights_sha256,
             META_NAME: name, META_CHECKPOINT: checkpoint, META_PEERS: json.dumps(peers),
-            META_FLAT_GUARD: json.dumps(flat_channel_guard), "ictal.metadata_version": json.dumps(1)}
+            META_FLAT_GUARD: json.dumps(flat_channel_guard), META_BAND_FALLBACK: json.dumps(band_limited_fallback),
+            "ictal.metadata_version": json.dumps(1)}

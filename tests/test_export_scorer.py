@@ -125,3 +125,22 @@ def test_onnx_model_carries_its_flat_channel_guard_for_the_explanations(tiny_hyb
     for value in ('{"limit_log10": -1, "ramp_log10": 0.1}', "1.5", '{"limit_log10": 1.5}'):
         with pytest.raises(ModelError, match=rf"'{META_FLAT_GUARD}' is .*expected null or"):
             Scorer(_rewrite(tiny_hybrid["onnx"], tmp_path / "guard.onnx", guard(value)))
+
+
+def test_onnx_model_says_where_it_hands_low_passed_windows_to_its_gamma_free_regression(tiny_hybrid, tiny_model,
+                                                                                        tmp_path):
+    """`ictal evaluate` warns differently for a model with the fallback, so the export carries its
+    limit and ramp; a malformed field is refused, not read as "no fallback"."""
+    from ictal.runtime.scorer import META_BAND_FALLBACK
+
+    assert Scorer(tiny_hybrid["onnx"]).band_limited_fallback == {"limit_log10": -0.8, "ramp_log10": 0.05}
+    assert Scorer(tiny_model["onnx"]).band_limited_fallback is None  # no summary branch, no fallback
+
+    def fallback(value):
+        def change(proto):
+            next(p for p in proto.metadata_props if p.key == META_BAND_FALLBACK).value = value
+        return change
+
+    for value in ('{"limit_log10": 0.8, "ramp_log10": 0.05}', '{"limit_log10": -0.8, "ramp_log10": 0}', "-0.8"):
+        with pytest.raises(ModelError, match=rf"'{META_BAND_FALLBACK}' is .*expected null or"):
+            Scorer(_rewrite(tiny_hybrid["onnx"], tmp_path / "fallback.onnx", fallback(value)))

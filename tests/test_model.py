@@ -285,6 +285,37 @@ def test_hybrid_summary_branch_is_a_logistic_regression_fitted_before_the_resnet
     assert auroc(yv[clear], predict_proba(model, spec, ws.x)[clear]) > 0.9
 
 
+def test_hybrid_hands_windows_low_passed_below_its_band_to_a_gamma_free_regression(tiny_hybrid):
+    """EEG that a recording system low-passed below the spec's 40 Hz looks "slower" to the summary
+    regression, which reads less fast activity as more seizure. Its second regression never sees
+    the band that reaches the top rows and takes over, through a ramp, on windows whose top band
+    lies below the band-limited check's limit; on windows above it the model is the full regression."""
+    from ictal.models.interpret import band_limited_fallback
+    from ictal.runtime.scorer import Scorer
+
+    model, spec, thr, meta = load_checkpoint(tiny_hybrid["checkpoint"])
+    branch = model.summary
+    (top_lo, top_hi), _ = branch.band_limited_rows
+    assert meta["model"]["band_limited_log10"] == branch.band_limited_log10 < 0
+    assert Scorer(tiny_hybrid["onnx"]).band_limited_fallback == band_limited_fallback(model)
+    fallback = branch.band_limited_linear.weight.detach().numpy()[0]
+    assert branch.top_band_columns and (fallback[branch.top_band_columns] == 0).all()
+    assert (fallback[[c for c in branch.absolute_power_columns if c not in branch.top_band_columns]] >= 0).all()
+    x = torch.as_tensor(tiny_hybrid["windows"].x[:32])
+    low = x.clone()
+    low[:, :, top_lo:top_hi] -= 2.0  # the top band two decades down, as a low-pass filter leaves it
+    with torch.no_grad():
+        for lp in (x, low):
+            z = (branch.summaries(lp) - branch.feature_mean) / branch.feature_std
+            full, gamma_free = branch.linear(z).squeeze(-1), branch.band_limited_linear(z).squeeze(-1)
+            weight = branch.band_limited_weight(lp)
+            assert torch.allclose(branch(lp), full + weight * (gamma_free - full), atol=1e-5)
+        # synthetic EEG keeps its top band: the full regression scores it; two decades down, the other one
+        assert branch.band_limited_weight(x).max() < 0.05
+        assert branch.band_limited_weight(low).min() > 0.99
+        assert not torch.allclose(branch(low), full, atol=1e-2)
+
+
 def test_hybrid_exports_to_onnx_with_the_same_scores_and_drops_a_resnet_that_adds_nothing(tiny_hybrid, tmp_path):
     import onnx
 
