@@ -7,12 +7,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
 from ictal.runtime.errors import ChannelMismatch, DataError
+from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
 
 from ictal.runtime.annotations import find_labelled_recordings
@@ -470,14 +471,23 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
     return "\n".join(lines) + "\n"
 
 
-def load_model(model: str | Path, threads: int | None = None):
-    """(predict(log_power) → p, spec, threshold, classical peers or None) of a .onnx, or of a .pt (imports torch).
+class LoadedModel(NamedTuple):
+    predict: Callable  # log_power → p
+    spec: FeatureSpec
+    threshold: float
+    peers: object  # ClassicalPeers or None
+    band_limited_fallback: bool  # low-passed windows go to a gamma-free regression (warnings say so)
+
+
+def load_model(model: str | Path, threads: int | None = None) -> LoadedModel:
+    """A .onnx model, or a .pt (imports torch), ready to score log power.
     `threads`: ONNX Runtime intra-op threads (1 in each of several worker processes)."""
     if str(model).endswith(".onnx"):
         from ictal.runtime.scorer import Scorer
 
         scorer = Scorer(model, threads=threads)
-        return scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers
+        return LoadedModel(scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers,
+                           scorer.band_limited_fallback is not None)
     from ictal.runtime.peers import ClassicalPeers
 
     from .train import load_checkpoint, predict_proba
@@ -486,8 +496,9 @@ def load_model(model: str | Path, threads: int | None = None):
         import torch
         torch.set_num_threads(threads)
     net, spec, threshold, meta = load_checkpoint(model)
-    return (lambda x: predict_proba(net, spec, x)), spec, threshold, \
-        ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model))
+    return LoadedModel(lambda x: predict_proba(net, spec, x), spec, threshold,
+                       ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model)),
+                       "band_limited_rows" in meta["model"])
 
 
 # One loaded model per scoring process (a local worker or a Ray worker), keyed by its file.
@@ -516,7 +527,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     Ray scoring alike."""
     from .data import log_power_transform, recording_windows
 
-    predict, spec, threshold, peers = _loaded(model, threads)
+    predict, spec, threshold, peers, _ = _loaded(model, threads)
     transform = log_power_transform(spec)
     model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
     drops: list[np.ndarray] = []
@@ -628,7 +639,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         ``methods``: ``{"model" | peer name: {"window", "event", "seizure_free"}}``;
         ``metrics``: what ``metrics.json`` holds; ``files``: the paths written.
     """
-    _, spec, model_threshold, peers = _loaded(str(model), None)
+    _, spec, model_threshold, peers, fallback = _loaded(str(model), None)
     threshold = model_threshold if threshold is None else threshold
     n_channels = len(spec.channels)
     limit = n_channels // 4
@@ -657,7 +668,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
             if drop < BAND_LIMITED_DECADES:
                 name = rec.windows[0].recording
                 band_limited[name] = round(drop, 3)
-                print(f"warning: {name}: {band_limited_message(drop, spec)}", file=sys.stderr)
+                print(f"warning: {name}: {band_limited_message(drop, spec, fallback)}", file=sys.stderr)
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
                                 + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names] + [int(cleaned[i])])

@@ -34,7 +34,8 @@ TECHNICAL_ALARMS = {
     "falling_behind": "the monitor is falling behind the stream",
     "rate_mismatch": "the stream's effective sampling rate differs from its declared rate",
     "log_failed": "the JSONL log cannot be written",
-    "band_limited": "the EEG looks low-passed below the model's band: scores run high (more false alarms)",
+    "band_limited": "the EEG looks low-passed below the model's band: check the acquisition filter (a model "
+                    "without a gamma-free fallback scores such EEG high)",
 }
 
 

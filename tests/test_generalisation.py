@@ -362,9 +362,10 @@ def _low_passed(rec, cutoff_hz: float, source: str):
 
 
 def test_evaluate_names_a_recording_low_passed_below_the_models_band(eegmmidb_dir, tmp_path):
-    """Healthy EEG low-passed at 30 Hz looks like seizure-like slowing to the shipped model
-    (its false alarms more than double): `ictal evaluate` must say which recording that is,
-    in its warnings and in metrics.json, and not flag the same EEG unfiltered."""
+    """Healthy EEG low-passed at 30 Hz looks like seizure-like slowing to the full summary
+    regression (its false alarms more than double): `ictal evaluate` must say which recording
+    that is, and that the model scores it with its gamma-free fallback, in its warnings and in
+    metrics.json, and not flag the same EEG unfiltered."""
     from test_cli import _ictal
 
     from ictal.runtime.bandwidth import BAND_LIMITED_DECADES
@@ -383,3 +384,22 @@ def test_evaluate_names_a_recording_low_passed_below_the_models_band(eegmmidb_di
     assert metrics["band_limited_recordings"]["lowpassed.edf"] < BAND_LIMITED_DECADES
     warned = [line for line in r.stderr.splitlines() if "low-passed" in line]
     assert len(warned) == 1 and warned[0].startswith("warning: lowpassed.edf:") and "40-Hz band" in warned[0]
+    assert "gamma-free regression" in warned[0]  # the shipped model hands such windows to it
+
+
+def test_shipped_model_does_not_read_healthy_eeg_low_passed_at_30_hz_as_seizure(eegmmidb_dir, tmp_path):
+    """A system that low-passes at 30 Hz takes the top of the model's 0.5-40 Hz band away, which the
+    full summary regression reads as seizure-like slowing: before the shipped model's gamma-free
+    fallback it alerted on 79 % of this healthy run's windows low-passed at 30 Hz and on none of them
+    unfiltered. The fallback takes over on such windows; unfiltered windows score as before."""
+    from ictal.runtime.edf import write_edf
+    from ictal.runtime.scorer import score_edf
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    rec = read_edf(eegmmidb_dir / "S004" / "S004R03.edf")
+    intact = score_edf(SHIPPED_MODEL, write_edf(rec, tmp_path / "unfiltered.edf"), hop_s=2.0)
+    low = score_edf(SHIPPED_MODEL, write_edf(_low_passed(rec, 30.0, "lowpassed.edf"), tmp_path / "lowpassed.edf"),
+                    hop_s=2.0)
+    assert len(low.p) == len(intact.p) >= 50
+    alerting = np.mean(low.p >= low.threshold)
+    assert alerting <= np.mean(intact.p >= intact.threshold) + 0.1, f"{alerting:.0%} of low-passed windows alert"
