@@ -1,9 +1,9 @@
 """Is a recording's top band attenuated, by a low-pass filter below the model's band?
 
-The shipped model reads less fast activity as more seizure-like "slowing". On EEG low-passed
-by the recording system below the feature spec's upper edge (a clinical 35-Hz filter, a
-100-Hz system's anti-alias filter at 30 Hz), every window looks slower than the EEG it was
-trained on. In a leave-one-patient-out screen of the shipped recipe's summary regression (its
+The shipped summary regression reads less fast activity as more seizure-like "slowing". On
+EEG low-passed by the recording system below the feature spec's upper edge (a clinical 35-Hz
+filter, a 100-Hz system's anti-alias filter at 30 Hz), every window looks slower than the EEG
+it was trained on. In a leave-one-patient-out screen of the shipped recipe's summary regression (its
 30 folds and threshold rule), the held-out healthy adults' false alarms went from 141 to 315
 per 24 h when their EEG was low-passed at 35 Hz (4th-order Butterworth, zero-phase) and to 412
 at 30 Hz; the shipped model's healthy-adult windows above threshold went from 5 % to 13 % and
