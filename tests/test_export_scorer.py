@@ -74,6 +74,13 @@ def _rewrite(src, dst, change):
     return dst
 
 
+def _set_metadata(key: str, value: str):
+    """A `_rewrite` change: metadata `key` set to `value`."""
+    def change(proto):
+        next(p for p in proto.metadata_props if p.key == key).value = value
+    return change
+
+
 def test_scorer_refuses_changed_weights_a_missing_hash_and_a_bad_threshold(tiny_model, tmp_path):
     import onnx
     from onnx import numpy_helper
@@ -91,11 +98,6 @@ def test_scorer_refuses_changed_weights_a_missing_hash_and_a_bad_threshold(tiny_
             proto.metadata_props.extend(kept)
         return change
 
-    def threshold(value):
-        def change(proto):
-            next(p for p in proto.metadata_props if p.key == META_THRESHOLD).value = value
-        return change
-
     src = tiny_model["onnx"]
     with pytest.raises(ModelError, match="graph's SHA-256 does not match.*changed or corrupted"):
         Scorer(_rewrite(src, tmp_path / "zeroed.onnx", zero_weights))
@@ -103,7 +105,7 @@ def test_scorer_refuses_changed_weights_a_missing_hash_and_a_bad_threshold(tiny_
         Scorer(_rewrite(src, tmp_path / "nohash.onnx", drop(META_GRAPH)))
     for value in ("nan", "2.0", "abc", "0"):
         with pytest.raises(ModelError, match=rf"'{META_THRESHOLD}' is '{value}'; expected a probability"):
-            Scorer(_rewrite(src, tmp_path / "thr.onnx", threshold(value)))
+            Scorer(_rewrite(src, tmp_path / "thr.onnx", _set_metadata(META_THRESHOLD, value)))
     assert onnx.load(str(src)).graph.initializer, "the fixture itself is untouched"
     Scorer(src)
 
@@ -117,14 +119,9 @@ def test_onnx_model_carries_its_flat_channel_guard_for_the_explanations(tiny_hyb
     assert hybrid.flat_channel_guard == {"limit_log10": 1.5, "ramp_log10": 0.1}  # TrainConfig's defaults
     assert Scorer(tiny_model["onnx"]).flat_channel_guard is None  # no summary branch, no guard
 
-    def guard(value):
-        def change(proto):
-            next(p for p in proto.metadata_props if p.key == META_FLAT_GUARD).value = value
-        return change
-
     for value in ('{"limit_log10": -1, "ramp_log10": 0.1}', "1.5", '{"limit_log10": 1.5}'):
         with pytest.raises(ModelError, match=rf"'{META_FLAT_GUARD}' is .*expected null or"):
-            Scorer(_rewrite(tiny_hybrid["onnx"], tmp_path / "guard.onnx", guard(value)))
+            Scorer(_rewrite(tiny_hybrid["onnx"], tmp_path / "guard.onnx", _set_metadata(META_FLAT_GUARD, value)))
 
 
 def test_onnx_model_says_where_it_hands_low_passed_windows_to_its_gamma_free_regression(tiny_hybrid, tiny_model,
@@ -136,11 +133,7 @@ def test_onnx_model_says_where_it_hands_low_passed_windows_to_its_gamma_free_reg
     assert Scorer(tiny_hybrid["onnx"]).band_limited_fallback == {"limit_log10": -0.8, "ramp_log10": 0.05}
     assert Scorer(tiny_model["onnx"]).band_limited_fallback is None  # no summary branch, no fallback
 
-    def fallback(value):
-        def change(proto):
-            next(p for p in proto.metadata_props if p.key == META_BAND_FALLBACK).value = value
-        return change
-
     for value in ('{"limit_log10": 0.8, "ramp_log10": 0.05}', '{"limit_log10": -0.8, "ramp_log10": 0}', "-0.8"):
         with pytest.raises(ModelError, match=rf"'{META_BAND_FALLBACK}' is .*expected null or"):
-            Scorer(_rewrite(tiny_hybrid["onnx"], tmp_path / "fallback.onnx", fallback(value)))
+            Scorer(_rewrite(tiny_hybrid["onnx"], tmp_path / "fallback.onnx",
+                            _set_metadata(META_BAND_FALLBACK, value)))
