@@ -21,7 +21,7 @@ from torch import nn
 
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, check_rows
 from ictal.runtime.errors import DataError, ModelError
-from ictal.runtime.features import FeatureSpec
+from ictal.runtime.features import FeatureSpec, contiguous_rows
 from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specificity
 
 from .data import WindowSet, binary_target, take_rows, unambiguous
@@ -172,10 +172,10 @@ def band_rows(spec: FeatureSpec) -> list[tuple[int, int]]:
     """Each EEG band's rows of the CWT image, as (first, stop)."""
     rows = []
     for name, mask in spec.band_slices().items():
-        idx = np.flatnonzero(mask)
-        if idx.size == 0 or idx[-1] - idx[0] + 1 != idx.size:
+        run = contiguous_rows(mask)
+        if run is None:
             raise ValueError(f"feature spec: the {name} band has no contiguous run of CWT frequencies")
-        rows.append((int(idx[0]), int(idx[-1]) + 1))
+        rows.append(run)
     return rows
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .features import contiguous_rows
+
 # A recording whose median drop is below this is band-limited: 0.12 below the lowest unfiltered
 # shared recording (a baby's; other babies may lie lower), above every 30-Hz low-passed one.
 # Models trained with the gamma-free fallback switch to it per window around the same limit.
@@ -45,13 +47,8 @@ def _bands(spec) -> tuple[np.ndarray, np.ndarray]:
 def check_rows(spec) -> tuple[tuple[int, int], tuple[int, int]] | None:
     """The (first, stop) CWT rows of the top and reference bands, for a model that runs this check
     itself per window; None where the spec's frequencies do not cover both as contiguous runs."""
-    rows = []
-    for mask in _bands(spec):
-        idx = np.flatnonzero(mask)
-        if idx.size == 0 or idx[-1] - idx[0] + 1 != idx.size:
-            return None
-        rows.append((int(idx[0]), int(idx[-1]) + 1))
-    return rows[0], rows[1]
+    top, reference = (contiguous_rows(mask) for mask in _bands(spec))
+    return (top, reference) if top and reference else None
 
 
 def top_band_drop(log_power: np.ndarray, spec) -> np.ndarray:

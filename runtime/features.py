@@ -224,6 +224,14 @@ class FeatureSpec:
         return cls(sfreq_hz=128.0, freqs_hz=freqs, time_decimation=1, **{"channels": CHBMIT_CHANNELS, **kw})
 
 
+def contiguous_rows(mask: np.ndarray) -> tuple[int, int] | None:
+    """(first, stop) of the CWT rows a frequency mask selects, None unless they are one non-empty run."""
+    idx = np.flatnonzero(mask)
+    if idx.size == 0 or idx[-1] - idx[0] + 1 != idx.size:
+        return None
+    return int(idx[0]), int(idx[-1]) + 1
+
+
 class CWTransform:
     """Complex-Morlet CWT power features for windows of one FeatureSpec.
 
