@@ -16,6 +16,8 @@ import math
 import torch
 from torch import nn
 
+from ictal.runtime.bandwidth import BAND_LIMITED_DECADES
+
 
 # (freq, time) stride of each stage: time is reduced 16x in all, frequency 4x
 STAGE_STRIDES = (1, (1, 2), (2, 2), (2, 2))
@@ -81,7 +83,7 @@ class BandSummaryBranch(nn.Module):
     def __init__(self, band_rows: list[tuple[int, int]], spectral_entropy: bool = False, n_freqs: int | None = None,
                  flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0,
                  band_limited_rows: tuple[tuple[int, int], tuple[int, int]] | None = None,
-                 band_limited_log10: float = -0.8, band_limited_ramp_log10: float = 0.05):
+                 band_limited_log10: float = BAND_LIMITED_DECADES, band_limited_ramp_log10: float = 0.05):
         super().__init__()
         self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
         self.spectral_entropy = bool(spectral_entropy)
@@ -181,7 +183,7 @@ class CWTResNet(nn.Module):
                  band_rows: list[tuple[int, int]] | None = None, n_freqs: int | None = None,
                  resnet_weight: float = 1.0, spectral_entropy: bool = False,
                  flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0,
-                 band_limited_rows: list | None = None, band_limited_log10: float = -0.8,
+                 band_limited_rows: list | None = None, band_limited_log10: float = BAND_LIMITED_DECADES,
                  band_limited_ramp_log10: float = 0.05):
         super().__init__()
         widths = [max(4, int(round(c * width))) for c in (64, 128, 256, 512)]

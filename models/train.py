@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, check_rows
+from ictal.runtime.bandwidth import check_rows
 from ictal.runtime.errors import DataError, ModelError
 from ictal.runtime.features import FeatureSpec, contiguous_rows
 from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specificity
@@ -189,8 +189,7 @@ def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
     model = CWTResNet(len(spec.channels), cfg.width, band_rows=band_rows(spec), n_freqs=len(spec.freqs_hz),
                       resnet_weight=cfg.resnet_weight, spectral_entropy=cfg.spectral_entropy,
                       flat_channel_log10=cfg.flat_channel_log10, flat_channel_ramp_log10=cfg.flat_channel_ramp_log10,
-                      band_limited_rows=check_rows(spec) if cfg.band_limited_fallback else None,
-                      band_limited_log10=BAND_LIMITED_DECADES)
+                      band_limited_rows=check_rows(spec) if cfg.band_limited_fallback else None)
     model.set_input_normalisation(spec.norm_mean, spec.norm_std)
     return model
 
