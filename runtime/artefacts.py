@@ -114,15 +114,13 @@ class CardiacArtefactRemover:
             out.append(CardiacBeats(peaks, float(np.median(r)), focality))
         return out
 
-    def remove(self, window: np.ndarray, beats: CardiacBeats) -> np.ndarray:
-        """One window with its beats' median waveform subtracted at every beat (a copy)."""
+    def _subtract(self, window: np.ndarray, beats: CardiacBeats) -> None:
+        """The beats' median waveform subtracted at every beat, in place on a float64 window."""
         span = np.arange(-self.before, self.after)
         x = window - window.mean(axis=1, keepdims=True)
         template = np.median(x[:, beats.peaks[:, None] + span], axis=1) * self.taper  # (n_channels, span)
-        out = np.array(window, dtype=np.float64, copy=True)
         for p in beats.peaks:  # beats are ≥ 0.33 s apart but spans (0.5 s) may overlap: subtract in turn
-            out[:, p - self.before: p + self.after] -= template
-        return out
+            window[:, p - self.before: p + self.after] -= template
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """windows : (n_windows, n_channels, n_samples) → the same array when no window has beats,
@@ -135,7 +133,7 @@ class CardiacArtefactRemover:
         out = windows.astype(np.float64, copy=True)
         for i, b in enumerate(found):
             if b.is_cardiac:
-                out[i] = self.remove(out[i], b)
+                self._subtract(out[i], b)  # in the copy: each cleaned window is copied once
         return out
 
 
@@ -162,5 +160,5 @@ def remove_cardiac_artefact(window: np.ndarray, sfreq_hz: float) -> np.ndarray:
     """The window with its heart beats' median waveform subtracted at every beat; unchanged (the same
     array) when no stereotyped, widespread beats are found."""
     remover = CardiacArtefactRemover(sfreq_hz)
-    beats = remover.find(np.asarray(window, np.float64)[None])[0]
-    return remover.remove(window, beats) if beats.is_cardiac else window
+    cleaned = remover(np.asarray(window)[None])[0]
+    return cleaned if remover.last_removed[0] else window
