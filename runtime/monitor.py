@@ -497,7 +497,8 @@ class Monitor:
             return
         drop = float(np.median(self._band_drops))
         if drop < BAND_LIMITED_DECADES:
-            self._technical("band_limited", True, top_band_drop=round(drop, 2))
+            self._technical("band_limited", True, top_band_drop=round(drop, 2),
+                            gamma_free_fallback=self.scorer.band_limited_fallback is not None)
         elif drop > BAND_LIMITED_DECADES + BAND_CLEAR_MARGIN:
             self._technical("band_limited", False, top_band_drop=round(drop, 2))
 

@@ -277,8 +277,9 @@ def test_replaying_an_edf_reads_it_a_block_at_a_time_and_sends_every_sample_with
 
 def test_a_stream_low_passed_below_the_models_band_raises_a_band_alarm(eegmmidb_dir, tmp_path):
     """A bedside system filtering at 30 Hz removes the top of the model's 0.5-40 Hz band, which
-    the model reads as seizure-like slowing: once 30 windows are scored the monitor says so (a
-    technical alarm), and says nothing on the same EEG unfiltered."""
+    its full summary regression reads as seizure-like slowing: once 30 windows are scored the
+    monitor says so (a technical alarm, saying whether the model scores such windows with its
+    gamma-free fallback), and says nothing on the same EEG unfiltered."""
     import dataclasses
 
     from test_generalisation import _low_passed
@@ -297,6 +298,7 @@ def test_a_stream_low_passed_below_the_models_band_raises_a_band_alarm(eegmmidb_
         assert mon.n_scored >= 35
         if filtered:
             assert len(alarms) == 1 and alarms[0]["top_band_drop"] < BAND_LIMITED_DECADES
+            assert alarms[0]["gamma_free_fallback"] is True  # the shipped model has one
             first_score = next(i for i, e in enumerate(log) if e["event"] == "score")
             assert sum(e["event"] == "score" for e in log[first_score:log.index(alarms[0])]) >= 30
         else:
