@@ -240,7 +240,8 @@ def fit_summary_branch(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, 
         branch.linear.weight.copy_(torch.as_tensor(coef[None]))
         branch.linear.bias.copy_(torch.as_tensor([intercept]))
     if branch.band_limited_rows is not None:
-        kept = [j for j in range(z.shape[1]) if j not in branch.top_band_columns]
+        dropped = set(branch.top_band_columns)  # a property: computed once, not per column
+        kept = [j for j in range(z.shape[1]) if j not in dropped]
         kept_coef, kept_intercept = weighted_logistic_regression(
             z[:, kept], y, weights, c, nonnegative=[i for i, j in enumerate(kept) if j in nonnegative])
         # one threshold serves both: the fallback's Youden threshold on these windows moved onto the full one's
