@@ -12,7 +12,7 @@ import torch
 
 from ictal.models.train import load_checkpoint
 from ictal.runtime.errors import ModelError
-from ictal.runtime.scorer import META_GRAPH, Scorer, file_sha256, metadata_json, onnx_graph_sha256
+from ictal.runtime.scorer import META_GRAPH, REGRESSION_OUTPUTS, Scorer, file_sha256, metadata_json, onnx_graph_sha256
 
 PARITY_TOL = 1e-4
 
@@ -30,21 +30,40 @@ class SummaryBranchLogit(torch.nn.Module):
         return self.model.summary(self.model.log_power(x))
 
 
+class LogitAndRegressions(torch.nn.Module):
+    """A model with a band-limited fallback: its logit, then the two regressions and the weight that
+    blends them (`REGRESSION_OUTPUTS`), so that occlusion can hold the weight at the window's own."""
+
+    def __init__(self, model):
+        from ictal.models.resnet import resnet_contributes
+
+        super().__init__()
+        self.model, self.with_resnet = model, resnet_contributes(model)
+
+    def forward(self, x):
+        from ictal.models.resnet import regression_logits
+
+        full, gamma_free, weight = regression_logits(self.model, x, self.with_resnet)
+        return full + weight * (gamma_free - full), full, gamma_free, weight
+
+
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
     from ictal.models.interpret import band_limited_fallback, flat_channel_guard
-    from ictal.models.resnet import resnet_contributes
+    from ictal.models.resnet import has_band_limited_fallback, resnet_contributes
 
     model, spec, threshold, meta = load_checkpoint(checkpoint)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, *spec.input_shape)
-    if resnet_contributes(model):
-        exported, graph = model, "whole network"
+    graph = "whole network" if resnet_contributes(model) else "summary branch only (the ResNet adds nothing)"
+    if has_band_limited_fallback(model):
+        exported, outputs = LogitAndRegressions(model).eval(), ["logit", *REGRESSION_OUTPUTS]
     else:
-        exported, graph = SummaryBranchLogit(model).eval(), "summary branch only (the ResNet adds nothing)"
-    torch.onnx.export(exported, (dummy,), str(output), input_names=["cwt"], output_names=["logit"],
-                      dynamic_axes={"cwt": {0: "batch"}, "logit": {0: "batch"}}, opset_version=opset,
-                      dynamo=False)
+        exported = model if resnet_contributes(model) else SummaryBranchLogit(model).eval()
+        outputs = ["logit"]
+    torch.onnx.export(exported, (dummy,), str(output), input_names=["cwt"], output_names=outputs,
+                      dynamic_axes={"cwt": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
+                      opset_version=opset, dynamo=False)
     proto = onnx.load(str(output))
     name = Path(checkpoint).stem
     for k, v in metadata_json(spec, threshold, meta["weights_sha256"], name, Path(checkpoint).name,

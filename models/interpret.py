@@ -29,7 +29,7 @@ from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_m
 from ictal.runtime.windows import condition_edf
 
 from .explain import GradCAM, band_importance, relative
-from .resnet import inference_logits, resnet_contributes
+from .resnet import has_band_limited_fallback, inference_logits, regression_logits, resnet_contributes
 from .train import load_checkpoint
 
 
@@ -44,10 +44,9 @@ def flat_channel_guard(model) -> dict | None:
 def band_limited_fallback(model) -> dict | None:
     """The limit and ramp (decades of top-band drop) at which the summary branch hands a window to its
     gamma-free regression, as the ONNX metadata carries it; None for a model without one."""
-    summary = getattr(model, "summary", None)
-    if summary is None or summary.band_limited_rows is None:
+    if not has_band_limited_fallback(model):
         return None
-    return {"limit_log10": summary.band_limited_log10, "ramp_log10": summary.band_limited_ramp_log10}
+    return {"limit_log10": model.summary.band_limited_log10, "ramp_log10": model.summary.band_limited_ramp_log10}
 
 
 class TorchScorer:
@@ -62,6 +61,20 @@ class TorchScorer:
         x = x[None] if x.ndim == 3 else x
         return np.concatenate([inference_logits(self.model, torch.as_tensor(x[i:i + self.batch_size])).numpy()
                                for i in range(0, len(x), self.batch_size)]).astype(np.float64)
+
+    @property
+    def has_regression_outputs(self) -> bool:
+        return has_band_limited_fallback(self.model)
+
+    @torch.no_grad()
+    def predict_regressions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(full logit, gamma-free logit, band-limited weight), as the ONNX scorer's."""
+        x = np.asarray(x, np.float32)
+        x = x[None] if x.ndim == 3 else x
+        parts = [regression_logits(self.model, torch.as_tensor(x[i:i + self.batch_size]))
+                 for i in range(0, len(x), self.batch_size)]
+        full, gamma_free, weight = (np.concatenate([p[k].numpy() for p in parts]).astype(np.float64) for k in range(3))
+        return full, gamma_free, weight
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.predict_logits(x)))

@@ -157,13 +157,20 @@ class BandSummaryBranch(nn.Module):
             out += [_channel_median(per_channel), per_channel.amax(dim=1), per_channel.std(dim=1)]
         return torch.cat(out, -1)
 
-    def forward(self, log_power: torch.Tensor) -> torch.Tensor:
+    def regression_logits(self, log_power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(full, gamma-free, band-limited weight), each (batch,): the two regressions and the weight
+        that blends them. Occlusion holds the weight at the window's own, so that replacing a band
+        measures that band's evidence, not a switch of regression (band_limited_rows only)."""
         z = (self.summaries(log_power) - self.feature_mean) / self.feature_std
-        logit = self.linear(z).squeeze(-1)
+        return (self.linear(z).squeeze(-1), self.band_limited_linear(z).squeeze(-1),
+                self.band_limited_weight(log_power))
+
+    def forward(self, log_power: torch.Tensor) -> torch.Tensor:
         if self.band_limited_rows is None:
-            return logit
-        weight = self.band_limited_weight(log_power)
-        return logit + weight * (self.band_limited_linear(z).squeeze(-1) - logit)
+            z = (self.summaries(log_power) - self.feature_mean) / self.feature_std
+            return self.linear(z).squeeze(-1)
+        full, gamma_free, weight = self.regression_logits(log_power)
+        return full + weight * (gamma_free - full)
 
 
 class CWTResNet(nn.Module):
@@ -266,6 +273,23 @@ def resnet_contributes(model: CWTResNet) -> bool:
         return True
     last = model.head[-1]
     return bool(model.resnet_weight != 0 and (last.weight.abs().sum() > 0 or last.bias.abs().sum() > 0))
+
+
+def has_band_limited_fallback(model: nn.Module) -> bool:
+    summary = getattr(model, "summary", None)
+    return summary is not None and summary.band_limited_rows is not None
+
+
+def regression_logits(model: CWTResNet, x: torch.Tensor, with_resnet: bool | None = None
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(full, gamma-free, band-limited weight) of a model with a band-limited fallback, each (batch,);
+    model(x) = full + weight · (gamma-free − full). A contributing ResNet's logit is in both
+    (`with_resnet`: whether it contributes, None = `resnet_contributes`; export decides it before tracing)."""
+    full, gamma_free, weight = model.summary.regression_logits(model.log_power(x))
+    if resnet_contributes(model) if with_resnet is None else with_resnet:
+        resnet = model.resnet_weight * model.head(model.pool(model.features(x))).squeeze(-1)
+        full, gamma_free = full + resnet, gamma_free + resnet
+    return full, gamma_free, weight
 
 
 def inference_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

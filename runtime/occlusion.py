@@ -24,6 +24,12 @@ saturates near 1 it is ~0 for every part, so rankings use Δlogit.
   construction.
 - The joint matrix J[b, r] = Δlogit of occluding band b in region r: what a
   reader takes a band × region matrix to mean.
+
+A model with a band-limited fallback blends two regressions by a weight read from
+the window's top band. Every occluded copy is blended with the window's own weight:
+otherwise replacing gamma with a quieter baseline's can make a copy look low-passed
+and move it to the gamma-free regression, and the band's Δlogit would measure that
+switch (chb01_03 against its quietest pre-ictal window: gamma −1.26 instead of −3.82).
 """
 from __future__ import annotations
 
@@ -134,6 +140,8 @@ class Occlusion:
     joint_dp: np.ndarray  # (5 bands, 5 regions)
     region_dlogit: np.ndarray  # (5,) whole region replaced, REGIONS order
     band_dlogit: np.ndarray  # (5,) whole band replaced on every channel, BANDS_HZ order
+    # the window's band-limited weight, held for every occluded copy (None: a model without a fallback)
+    gamma_free_weight: float | None = None
 
     @property
     def ci(self) -> np.ndarray:
@@ -168,24 +176,33 @@ class Occlusion:
                 "joint_dlogit": np.round(self.joint_dlogit, 5).tolist(),
                 "joint_dp": np.round(self.joint_dp, 7).tolist(),
                 "joint_top_cell": list(self.top_cell()),
-                "matrix_axes": {"rows": list(BANDS_HZ), "columns": list(REGIONS)}}
+                "matrix_axes": {"rows": list(BANDS_HZ), "columns": list(REGIONS)},
+                **({} if self.gamma_free_weight is None else {"gamma_free_weight": round(self.gamma_free_weight, 6)})}
 
 
 def occlude(scorer, spec: FeatureSpec, log_power: np.ndarray, baseline_log_power: np.ndarray) -> Occlusion:
     """Channel, band × region, region and band occlusion of one window with one scorer call.
 
-    scorer : anything with predict_logits(normalised batch), e.g. ictal.runtime.scorer.Scorer.
+    scorer : anything with predict_logits(normalised batch), e.g. ictal.runtime.scorer.Scorer; with
+    `has_regression_outputs`, its `predict_regressions` serves instead, and every copy is blended
+    with the window's own band-limited weight.
     log_power, baseline_log_power : ndarray, shape (n_channels, n_freqs, n_columns), un-normalised.
     """
     batch = spec.normalise(occlusion_batch(log_power, baseline_log_power, spec))
-    z = np.asarray(scorer.predict_logits(batch), np.float64)
+    held = None
+    if getattr(scorer, "has_regression_outputs", False):
+        full, gamma_free, weight = (np.asarray(a, np.float64) for a in scorer.predict_regressions(batch))
+        held = float(weight[0])
+        z = full + held * (gamma_free - full)
+    else:
+        z = np.asarray(scorer.predict_logits(batch), np.float64)
     p = 1.0 / (1.0 + np.exp(-z))
     dz, dp = z[0] - z[1:], p[0] - p[1:]
     c, nb, nr = log_power.shape[0], len(BANDS_HZ), len(REGIONS)
     j = slice(c, c + nb * nr)
     return Occlusion(list(spec.channels), float(z[0]), float(p[0]), dz[:c], dp[:c],
                      dz[j].reshape(nb, nr), dp[j].reshape(nb, nr),
-                     dz[c + nb * nr: c + nb * nr + nr], dz[c + nb * nr + nr:])
+                     dz[c + nb * nr: c + nb * nr + nr], dz[c + nb * nr + nr:], held)
 
 
 def band_region_matrix(fi: dict[str, float], ri: dict[str, float]) -> np.ndarray:

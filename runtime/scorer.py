@@ -26,6 +26,9 @@ META_FLAT_GUARD = "ictal.flat_channel_guard"  # the graph's flat-channel limit, 
 # where the graph hands low-passed windows to its gamma-free regression, for the band-limited warnings
 META_BAND_FALLBACK = "ictal.band_limited_fallback"
 META_GRAPH = "ictal.graph_sha256"  # of the ONNX graph itself (nodes + weights), checked at every load
+# Outputs after the logit of a model with a band-limited fallback: its full and gamma-free regressions'
+# logits and the weight that blends them (logit = full + weight · (gamma_free − full)).
+REGRESSION_OUTPUTS = ("logit_full", "logit_gamma_free", "band_limited_weight")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -161,13 +164,17 @@ class Scorer:
         self.band_limited_fallback = _band_limited_fallback(meta, self.path)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.logit_output = outputs[0]
+        # exported before the regressions were outputs: occlusion then sees the blended logit only
+        self.has_regression_outputs = set(REGRESSION_OUTPUTS) <= set(outputs)
         want = list(self.spec.input_shape)
         if [d for d in inp.shape[1:]] != want:
             raise ModelError(f"{self.path}: model input {inp.shape} does not match the spec's (batch, {want})")
         self.max_batch = max_batch
         self.transform = CWTransform(self.spec)
 
-    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+    def _run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         x = np.asarray(x, dtype=np.float32)  # no copy when already float32
         if x.ndim == 3:
             x = x[None]
@@ -175,9 +182,23 @@ class Scorer:
             raise SpecError(f"input windows have shape {x.shape[1:]}, the model expects {self.spec.input_shape}")
         if not np.all(np.isfinite(x)):
             raise SpecError("input contains NaN/inf; refusing to score")
-        out = [self.session.run(None, {self.input_name: np.ascontiguousarray(x[i:i + self.max_batch])})[0].reshape(-1)
-               for i in range(0, len(x), self.max_batch)]
-        return np.concatenate(out) if out else np.zeros(0, np.float32)
+        runs = [self.session.run(outputs, {self.input_name: np.ascontiguousarray(x[i:i + self.max_batch])})
+                for i in range(0, len(x), self.max_batch)]
+        if not runs:
+            return [np.zeros(0, np.float32) for _ in outputs]
+        return [np.concatenate([r[k].reshape(-1) for r in runs]) for k in range(len(outputs))]
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        return self._run(x, [self.logit_output])[0]
+
+    def predict_regressions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(full logit, gamma-free logit, band-limited weight) per window, for a model exported with
+        `REGRESSION_OUTPUTS` (`has_regression_outputs`)."""
+        if not self.has_regression_outputs:
+            raise ModelError(f"{self.path}: the graph has no {', '.join(REGRESSION_OUTPUTS)} outputs; "
+                             "re-export it with `ictal export`")
+        full, gamma_free, weight = self._run(x, list(REGRESSION_OUTPUTS))
+        return full, gamma_free, weight
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.predict_logits(x).astype(np.float64)))

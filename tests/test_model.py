@@ -11,6 +11,7 @@ from ictal.models.evaluate import cross_patient, leave_one_seizure_out  # noqa: 
 from ictal.models.resnet import CWTResNet, count_parameters  # noqa: E402
 from ictal.models.train import load_checkpoint, predict_proba  # noqa: E402
 from ictal.runtime.errors import ModelError  # noqa: E402
+from ictal.runtime.features import BANDS_HZ  # noqa: E402
 from ictal.runtime.metrics import auroc  # noqa: E402
 
 from conftest import tiny_spec  # noqa: E402
@@ -306,14 +307,47 @@ def test_hybrid_hands_windows_low_passed_below_its_band_to_a_gamma_free_regressi
     low[:, :, top_lo:top_hi] -= 2.0  # the top band two decades down, as a low-pass filter leaves it
     with torch.no_grad():
         for lp in (x, low):
+            full, gamma_free, weight = branch.regression_logits(lp)
             z = (branch.summaries(lp) - branch.feature_mean) / branch.feature_std
-            full, gamma_free = branch.linear(z).squeeze(-1), branch.band_limited_linear(z).squeeze(-1)
-            weight = branch.band_limited_weight(lp)
+            assert torch.allclose(full, branch.linear(z).squeeze(-1))
             assert torch.allclose(branch(lp), full + weight * (gamma_free - full), atol=1e-5)
         # synthetic EEG keeps its top band: the full regression scores it; two decades down, the other one
         assert branch.band_limited_weight(x).max() < 0.05
         assert branch.band_limited_weight(low).min() > 0.99
         assert not torch.allclose(branch(low), full, atol=1e-2)
+
+
+def test_occlusion_blends_every_copy_as_the_window_itself_so_a_band_is_not_read_as_a_filter(tiny_hybrid):
+    """Replacing a window's top band with a quieter baseline's can make the copy look low-passed,
+    and the model would score it with its gamma-free regression: the band's Δlogit would then
+    measure that switch, not the band's evidence (chb01_03 against its quietest pre-ictal window:
+    gamma -1.26 instead of -3.82). The ONNX graph outputs both regressions and their weight, and
+    occlusion blends every copy with the window's own weight, in the ONNX and the torch scorer alike."""
+    from ictal.models.interpret import TorchScorer
+    from ictal.runtime.occlusion import occlude, occlusion_batch
+    from ictal.runtime.scorer import Scorer
+
+    model, spec, _, _ = load_checkpoint(tiny_hybrid["checkpoint"])
+    (top_lo, top_hi), _ = model.summary.band_limited_rows
+    onnx = Scorer(tiny_hybrid["onnx"])
+    assert onnx.has_regression_outputs
+    ws = tiny_hybrid["windows"]
+    x = ws.x[int(np.argmax(ws.label))]
+    baseline = x - 0.5
+    baseline[:, top_lo:] -= 2.0  # a quieter window whose top band lies two decades lower still
+    batch = spec.normalise(occlusion_batch(x, baseline, spec))
+    full, gamma_free, weight = onnx.predict_regressions(batch)
+    np.testing.assert_allclose(full + weight * (gamma_free - full), onnx.predict_logits(batch), atol=1e-5)
+    gamma = 1 + len(spec.channels) + 25 + 5 + list(BANDS_HZ).index("gamma")  # the whole gamma band replaced
+    assert weight[0] < 0.05 and weight[gamma] > 0.95  # the copy alone would go to the gamma-free regression
+    for scorer in (onnx, TorchScorer(model)):
+        occ = occlude(scorer, spec, x, baseline)
+        assert occ.gamma_free_weight == pytest.approx(weight[0], abs=1e-5)
+        held = full + weight[0] * (gamma_free - full)
+        np.testing.assert_allclose(occ.band_dlogit, held[0] - held[-5:], atol=1e-4)
+        switched = onnx.predict_logits(batch)
+        assert abs(occ.band_dlogit[-1] - (switched[0] - switched[gamma])) > 0.1  # the test can fail
+    assert "gamma_free_weight" in occ.to_json()
 
 
 def test_hybrid_exports_to_onnx_with_the_same_scores_and_drops_a_resnet_that_adds_nothing(tiny_hybrid, tmp_path):
