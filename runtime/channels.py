@@ -33,9 +33,12 @@ def _clean_electrode(name: str) -> str:
 
 def split_reference(label: str) -> tuple[str, str]:
     """(canonical label, reference) of a channel label: 'EEG Fp1-A1' → ('FP1', 'A1'),
-    'EEG T3-REF' → ('T7', 'REF'), 'Fp1.' → ('FP1', ''), 'fp1-f7' → ('FP1-F7', '')."""
+    'EEG T3-REF' → ('T7', 'REF'), 'Fp1.' → ('FP1', ''), 'fp1-f7' → ('FP1-F7', '').
+    Exporters' other spellings of a signal type and a reference read the same: 'POL Fp1',
+    'EEG:Fp1', 'EEG-Fp1' → 'FP1'; 'Fp1_REF', 'Fp1 (REF)' → ('FP1', 'REF')."""
     s = label.strip().upper()
-    s = re.sub(r"^(EEG|EOG|ECG|EMG)\s+", "", s)
+    s = re.sub(r"^(?:(EEG|EOG|ECG|EMG|POL)(\s+|\s*[:_]\s*)|EEG-(?=[A-Z]))", "", s)
+    s = re.sub(r"\s*\(\s*([A-Z0-9+]+)\s*\)$|_([A-Z0-9+]+)$", lambda m: "-" + (m.group(1) or m.group(2)), s)
     s = re.sub(r"-\d+$", "", s) if re.match(r"^[A-Z0-9]+-[A-Z0-9]+-\d+$", s) else s  # MNE 'T8-P8-0'
     parts = [p for p in s.split("-")]
     reference = parts[1].replace(".", "").strip() if len(parts) == 2 else ""

@@ -10,7 +10,8 @@ from ictal.runtime.features import CHBMIT_CHANNELS
 @pytest.mark.parametrize("label,expected", [
     ("EEG FP1-REF", "FP1"), ("Fp1.", "FP1"), ("T3", "T7"), ("EEG T5-LE", "P7"), ("t4-t6", "T8-P8"),
     ("F7-CS2", "F7"), ("fp1-f7", "FP1-F7"), ("T8-P8-1", "T8-P8"), ("EEG Fp1-A1", "FP1"), ("C4-M2", "C4"),
-    ("O1-A1+A2", "O1")])
+    ("O1-A1+A2", "O1"), ("POL Fp1", "FP1"), ("EEG:Fp1", "FP1"), ("EEG-T3", "T7"), ("Fp1_REF", "FP1"),
+    ("EEG Fp1 (REF)", "FP1"), ("C4 (A1+A2)", "C4"), ("EKG", "EKG")])
 def test_labels_match_case_insensitively_with_old_and_new_names(label, expected):
     assert normalise_label(label) == expected
 
