@@ -48,14 +48,16 @@ def take_rows(x, idx):
 
 
 @functools.lru_cache(maxsize=4)
-def _log_power_transform(spec_json: str) -> CWTransform:
-    return CWTransform(FeatureSpec.from_json(spec_json))
+def _log_power_transform(spec_json: str, threads: int) -> CWTransform:
+    return CWTransform(FeatureSpec.from_json(spec_json), threads=threads)
 
 
-def log_power_transform(spec: FeatureSpec) -> CWTransform:
+def log_power_transform(spec: FeatureSpec, threads: int = 1) -> CWTransform:
     """The CWT of a spec, for un-normalised log power: built once per spec and process (its kernels
-    cost ~15 ms), whatever the spec's fitted normalisation."""
-    return _log_power_transform(FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}).to_json())
+    cost ~15 ms), whatever the spec's fitted normalisation. `threads`: see `CWTransform` (1 where
+    several processes share the cores)."""
+    spec_json = FeatureSpec(**{**spec.to_dict(), "norm_mean": None, "norm_std": None}).to_json()
+    return _log_power_transform(spec_json, max(1, int(threads)))
 
 
 @dataclasses.dataclass

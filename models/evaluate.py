@@ -528,7 +528,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers, _ = _loaded(model, threads)
-    transform = log_power_transform(spec)
+    transform = log_power_transform(spec, threads or os.cpu_count() or 1)  # threads=1 in worker processes
     model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
     drops: list[np.ndarray] = []
     cleaned: list[np.ndarray] = []

@@ -94,7 +94,8 @@ class Scorer:
     expected_sha256 : str | None
         If given, the SHA-256 the whole file must have.
     threads : int | None
-        ONNX Runtime intra-op threads (default: its own choice).
+        ONNX Runtime intra-op threads, and the threads in which `transform` computes a batch of
+        windows (default: ONNX Runtime's own choice, and one per CPU core).
     max_batch : int
         Windows per ONNX call; larger inputs are split.
 
@@ -172,7 +173,7 @@ class Scorer:
         if [d for d in inp.shape[1:]] != want:
             raise ModelError(f"{self.path}: model input {inp.shape} does not match the spec's (batch, {want})")
         self.max_batch = max_batch
-        self.transform = CWTransform(self.spec)
+        self.transform = CWTransform(self.spec, threads=threads or os.cpu_count() or 1)
 
     def _run(self, x: np.ndarray, outputs: list[str]) -> list[np.ndarray]:
         x = np.asarray(x, dtype=np.float32)  # no copy when already float32

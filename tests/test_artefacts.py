@@ -92,6 +92,22 @@ def test_the_spec_turns_removal_on_in_the_transform_and_old_specs_keep_it_off(ee
     assert removed.log_power(dirty)[:, low].mean() < kept.log_power(dirty)[:, low].mean() - 0.1
 
 
+def test_a_batch_transformed_in_threads_gives_the_same_features_and_heart_beat_flags(eegmmidb_dir):
+    """Offline scoring (`score_edf`, `ictal evaluate` in one process) transforms a batch's row blocks
+    in one thread per core: the features must be one thread's, bit for bit, and each window's
+    `heart_beats_removed` flag its own."""
+    dirty = _window(eegmmidb_dir / "S003" / "S003R05.edf", 112.0)  # real ECG artefact
+    calm = _window(eegmmidb_dir / "S001" / "S001R01.edf", 20.0)
+    batch = np.stack([calm, dirty, calm, calm, dirty])  # 90 rows: three blocks of 32
+    on = FeatureSpec(remove_cardiac_artefact=True)
+    one, two = CWTransform(on, threads=1), CWTransform(on, threads=2)
+    np.testing.assert_array_equal(one.log_power_batch(batch), two.log_power_batch(batch))
+    assert two.last_heart_beats_removed.tolist() == one.last_heart_beats_removed.tolist() == [False, True, False,
+                                                                                               False, True]
+    with pytest.raises(ValueError, match="threads"):
+        CWTransform(on, threads=0)
+
+
 def test_beat_picking_follows_scipy_find_peaks_height_and_distance_rules():
     """The runtime does not import scipy.signal (its memory); its peak picker must agree with it."""
     from scipy.signal import find_peaks
