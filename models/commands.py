@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import shutil
 import time
 from pathlib import Path
@@ -31,7 +32,9 @@ def load_training_windows(data: list[str], negatives: list[str], spec: FeatureSp
         if cache:
             from .cache import cached_windows
             return cached_windows(root, spec, cache, workers=workers, log=log, **kw)
-        return build_windows(root, spec, log=log, **kw)
+        # every core for the CWT, unless torchrun started a process per GPU on this machine
+        threads = (os.cpu_count() or 1) if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) == 1 else 1
+        return build_windows(root, spec, log=log, threads=threads, **kw)
 
     sets = [windows(d, hop_s=negative_hop_s, seizure_hop_s=seizure_hop_s) for d in data]
     for neg in negatives:

@@ -179,10 +179,11 @@ def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTra
 
 def iter_recordings(root: str | Path, spec: FeatureSpec, *, hop_s: float = 10.0, seizure_hop_s: float = 1.0,
                     allow_missing: int = 0, source: str | None = None,
-                    max_recordings: int | None = None) -> Iterator[WindowSet]:
-    """One WindowSet per EDF under `root`: memory stays bounded by the longest recording."""
+                    max_recordings: int | None = None, threads: int = 1) -> Iterator[WindowSet]:
+    """One WindowSet per EDF under `root`: memory stays bounded by the longest recording.
+    `threads`: the CWT's, see `CWTransform`."""
     recs: list[LabelledRecording] = find_labelled_recordings(root)[:max_recordings]
-    transform = log_power_transform(spec)
+    transform = log_power_transform(spec, threads)
     name = source or Path(root).name
     for lr in recs:
         yield recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=seizure_hop_s,
@@ -191,12 +192,12 @@ def iter_recordings(root: str | Path, spec: FeatureSpec, *, hop_s: float = 10.0,
 
 def build_windows(root: str | Path, spec: FeatureSpec, *, hop_s: float = 10.0, seizure_hop_s: float = 1.0,
                   allow_missing: int = 0, source: str | None = None, max_recordings: int | None = None,
-                  log=print) -> WindowSet:
+                  log=print, threads: int = 1) -> WindowSet:
     """All labelled windows of every EDF under `root`, with their log-power and peer features."""
     t0 = time.perf_counter()
     name = source or Path(root).name
     sets = list(iter_recordings(root, spec, hop_s=hop_s, seizure_hop_s=seizure_hop_s, allow_missing=allow_missing,
-                                source=name, max_recordings=max_recordings))
+                                source=name, max_recordings=max_recordings, threads=threads))
     ws = WindowSet.concat(sets) if any(len(s.windows) for s in sets) else WindowSet(
         np.zeros((0, *spec.input_shape), np.float32), [], [], {})
     log(f"{name}: {len(sets)} recordings -> {len(ws.windows)} windows "
