@@ -208,8 +208,14 @@ def open_edf(path: str | os.PathLike) -> EdfFile:
     if unknown:
         raise EDFError(f"{path}: unknown physical dimension on {', '.join(unknown[:4])}"
                        f"{' …' if len(unknown) > 4 else ''}; expected uV, mV, V or nV")
+    reserved = str(getattr(edf, 'reserved', ''))
+    if reserved.startswith('EDF+D') and not edf.is_continuous:
+        # read as one signal, windows would join EEG across the gaps and every annotation after the
+        # first gap would sit early by the gaps' length
+        raise EDFError(f"{path}: an EDF+D (discontinuous) recording with gaps between its data records; "
+                       "expected continuous EEG: export it as EDF+C, or as one file per continuous part")
     annotations = [Annotation(float(a.onset), float(a.duration or 0.0), a.text) for a in edf.annotations]
-    edf_plus = str(getattr(edf, 'reserved', '')).startswith('EDF+')
+    edf_plus = reserved.startswith('EDF+')
     n_times = int(round(edf.num_data_records * signals[0].samples_per_data_record))
     return EdfFile(str(path), rate, [s.label.strip() for s in signals], annotations, edf_plus, n_times,
                    signals, [unit_factor(s.physical_dimension) for s in signals])

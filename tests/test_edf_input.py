@@ -41,6 +41,23 @@ def test_edf_write_read_roundtrip_keeps_data_and_annotations(tmp_path):
     assert [(a.onset_s, a.duration_s, a.text) for a in back.annotations] == [(1.5, 2.0, "seizure")]
 
 
+def test_a_discontinuous_edf_with_gaps_is_refused_and_one_without_gaps_is_read(tmp_path):
+    """EDF+D stores only the recorded parts: read as one signal, windows would join EEG across a
+    pause and every annotation after it would sit early by the pause's length."""
+    rec = Recording(np.random.default_rng(1).normal(0, 30, (3, 256 * 6)), 256.0, ["FP1", "F7", "T7"], "d.edf",
+                    [Annotation(4.0, 1.0, "seizure")])
+    raw = bytearray(write_edf(rec, tmp_path / "c.edf").read_bytes())
+    assert raw[192:197] == b"EDF+C"
+    raw[192:197] = b"EDF+D"
+    (tmp_path / "no_gap.edf").write_bytes(bytes(raw))
+    assert read_edf(tmp_path / "no_gap.edf").data_uv.shape == (3, 256 * 6)  # contiguous records: as EDF+C
+    second = raw.find(b"+1\x14\x14")  # the time-keeping annotation of the second 1-s data record
+    raw[second:second + 2] = b"+3"  # it starts 2 s after the first ends: a pause
+    (tmp_path / "gap.edf").write_bytes(bytes(raw))
+    with pytest.raises(EDFError, match=r"gap.edf: an EDF\+D \(discontinuous\) recording with gaps"):
+        read_edf(tmp_path / "gap.edf")
+
+
 def test_truncated_edf_is_refused_naming_the_file(chbmit_dir, tmp_path):
     src = (chbmit_dir / "chb01" / "chb01_18_ictal.edf").read_bytes()
     bad = tmp_path / "cut.edf"
