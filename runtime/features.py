@@ -9,9 +9,9 @@ log10, then standardised per frequency with constants fitted on training data.
 from __future__ import annotations
 
 import concurrent.futures
-
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -248,7 +248,7 @@ class CWTransform:
         # the GIL); `workers` is scipy.fft's own, which measured no faster on these short FFTs
         if threads < 1:
             raise ValueError(f"threads must be ≥ 1, got {threads!r}")
-        self.threads, self._pool = int(threads), None
+        self.threads, self._pool, self._pool_pid = int(threads), None, None
         self.remove_cardiac = CardiacArtefactRemover(spec.sfreq_hz) if spec.remove_cardiac_artefact else None
         self.last_heart_beats_removed = np.zeros(0, bool)
         wav = pywt.ContinuousWavelet(spec.wavelet)
@@ -393,13 +393,19 @@ class CWTransform:
 
         starts = range(0, rows.shape[0], rows_per_block)
         if self.threads > 1 and len(starts) > 1:
-            if self._pool is None:
-                self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="ictal-cwt")
-            list(self._pool.map(transform_block, starts))  # re-raises a block's exception
+            list(self._executor().map(transform_block, starts))  # re-raises a block's exception
         else:
             for r0 in starts:
                 transform_block(r0)
         return out.reshape(len(x), c, len(self.scales), self.spec.n_columns)
+
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The thread pool, started on first use, and again in a forked child, which inherits the
+        pool but not its threads (a forked DataLoader or multiprocessing worker)."""
+        if self._pool is None or self._pool_pid != os.getpid():
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.threads, thread_name_prefix="ictal-cwt")
+            self._pool_pid = os.getpid()
+        return self._pool
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Model input. x : (n_channels, n_samples) µV → float32 (n_channels, n_freqs, n_columns)."""

@@ -142,6 +142,31 @@ def test_batched_log_power_is_the_per_window_log_power_and_pywavelets_pooled_pow
         tr.log_power_batch(bad)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork is POSIX-only")
+def test_a_threaded_transform_still_works_in_a_forked_child():
+    """A forked worker (a DataLoader's, a multiprocessing pool's) inherits the transform's thread
+    pool but not its threads: the pool must start again there instead of waiting for ever."""
+    import multiprocessing
+
+    spec = FeatureSpec(channels=["FP1-F7", "F7-T7", "T7-P7"])
+    transform = CWTransform(spec, threads=2)
+    x = np.random.default_rng(0).normal(0, 20, (20, 3, spec.n_samples))  # 60 rows: two blocks
+    parent = transform.log_power_batch(x)
+
+    def child(queue):
+        queue.put(bool(np.array_equal(transform.log_power_batch(x), parent)))
+
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=child, args=(queue,))
+    proc.start()
+    proc.join(60)
+    if proc.is_alive():
+        proc.kill()
+        pytest.fail("the forked child hung on the inherited thread pool")
+    assert proc.exitcode == 0 and queue.get(timeout=10)
+
+
 def test_cwt_matches_pywavelets_where_a_kernel_crosses_nyquist():
     spec = FeatureSpec(sfreq_hz=128.0, channels=["FP1-F7"], freqs_hz=[4.0, 20.0, 40.0], time_decimation=1)
     tr = CWTransform(spec)
