@@ -34,11 +34,9 @@ class LogitAndRegressions(torch.nn.Module):
     """A model with a band-limited fallback: its logit, then the two regressions and the weight that
     blends them (`REGRESSION_OUTPUTS`), so that occlusion can hold the weight at the window's own."""
 
-    def __init__(self, model):
-        from ictal.models.resnet import resnet_contributes
-
+    def __init__(self, model, with_resnet: bool):
         super().__init__()
-        self.model, self.with_resnet = model, resnet_contributes(model)
+        self.model, self.with_resnet = model, with_resnet
 
     def forward(self, x):
         from ictal.models.resnet import regression_logits
@@ -55,12 +53,12 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     dummy = torch.zeros(1, *spec.input_shape)
-    graph = "whole network" if resnet_contributes(model) else "summary branch only (the ResNet adds nothing)"
+    contributes = resnet_contributes(model)
+    graph = "whole network" if contributes else "summary branch only (the ResNet adds nothing)"
     if has_band_limited_fallback(model):
-        exported, outputs = LogitAndRegressions(model).eval(), ["logit", *REGRESSION_OUTPUTS]
+        exported, outputs = LogitAndRegressions(model, contributes).eval(), ["logit", *REGRESSION_OUTPUTS]
     else:
-        exported = model if resnet_contributes(model) else SummaryBranchLogit(model).eval()
-        outputs = ["logit"]
+        exported, outputs = (model if contributes else SummaryBranchLogit(model).eval()), ["logit"]
     torch.onnx.export(exported, (dummy,), str(output), input_names=["cwt"], output_names=outputs,
                       dynamic_axes={"cwt": {0: "batch"}, **{o: {0: "batch"} for o in outputs}},
                       opset_version=opset, dynamo=False)

@@ -56,23 +56,23 @@ class TorchScorer:
         self.model, self.batch_size = model.eval(), batch_size
 
     @torch.no_grad()
-    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+    def _in_batches(self, fn, x: np.ndarray) -> list:
+        """fn(tensor of at most batch_size windows) for each batch of x, in order."""
         x = np.asarray(x, np.float32)
         x = x[None] if x.ndim == 3 else x
-        return np.concatenate([inference_logits(self.model, torch.as_tensor(x[i:i + self.batch_size])).numpy()
-                               for i in range(0, len(x), self.batch_size)]).astype(np.float64)
+        return [fn(torch.as_tensor(x[i:i + self.batch_size])) for i in range(0, len(x), self.batch_size)]
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        logits = self._in_batches(lambda b: inference_logits(self.model, b), x)
+        return np.concatenate([z.numpy() for z in logits]).astype(np.float64)
 
     @property
     def has_regression_outputs(self) -> bool:
         return has_band_limited_fallback(self.model)
 
-    @torch.no_grad()
     def predict_regressions(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(full logit, gamma-free logit, band-limited weight), as the ONNX scorer's."""
-        x = np.asarray(x, np.float32)
-        x = x[None] if x.ndim == 3 else x
-        parts = [regression_logits(self.model, torch.as_tensor(x[i:i + self.batch_size]))
-                 for i in range(0, len(x), self.batch_size)]
+        parts = self._in_batches(lambda b: regression_logits(self.model, b), x)
         full, gamma_free, weight = (np.concatenate([p[k].numpy() for p in parts]).astype(np.float64) for k in range(3))
         return full, gamma_free, weight
 

@@ -157,18 +157,20 @@ class BandSummaryBranch(nn.Module):
             out += [_channel_median(per_channel), per_channel.amax(dim=1), per_channel.std(dim=1)]
         return torch.cat(out, -1)
 
+    def standardised_summaries(self, log_power: torch.Tensor) -> torch.Tensor:
+        return (self.summaries(log_power) - self.feature_mean) / self.feature_std
+
     def regression_logits(self, log_power: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(full, gamma-free, band-limited weight), each (batch,): the two regressions and the weight
         that blends them. Occlusion holds the weight at the window's own, so that replacing a band
         measures that band's evidence, not a switch of regression (band_limited_rows only)."""
-        z = (self.summaries(log_power) - self.feature_mean) / self.feature_std
+        z = self.standardised_summaries(log_power)
         return (self.linear(z).squeeze(-1), self.band_limited_linear(z).squeeze(-1),
                 self.band_limited_weight(log_power))
 
     def forward(self, log_power: torch.Tensor) -> torch.Tensor:
         if self.band_limited_rows is None:
-            z = (self.summaries(log_power) - self.feature_mean) / self.feature_std
-            return self.linear(z).squeeze(-1)
+            return self.linear(self.standardised_summaries(log_power)).squeeze(-1)
         full, gamma_free, weight = self.regression_logits(log_power)
         return full + weight * (gamma_free - full)
 
