@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .alerts import AlertStateMachine
+from .artefacts import muscle_channels
 from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
 from .channels import resolve_montage, unique_labels
 from .conditioning import StreamingFilter, StreamingResampler
@@ -548,7 +549,9 @@ class Monitor:
             occ = occlude(self.scorer, self.spec, log_power,
                           baseline_log_power(self.scorer.transform, self.spec, log_power, base,
                                              self.scorer.flat_channel_guard))
+            labels = unique_labels(self.spec.channels)
             payload.update({**occ.to_json(), "baseline": base_info,
+                            "muscle_like_channels": [labels[c] for c in muscle_channels(log_power, self.spec.freqs_hz)],
                             "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
             fi = self._gradcam.band_importance(feats) if self.gradcam_checkpoint else None
             if fi is not None:
@@ -576,6 +579,10 @@ class Monitor:
         if self.console:
             self.console.line(f"  alert #{alert['alert_id']} regions: {', '.join(payload['top_regions'])}  "
                               f"strongest band x region: {' / '.join(payload['joint_top_cell'])}")
+            if payload["muscle_like_channels"]:
+                self.console.line(f"  alert #{alert['alert_id']}: power rising from 8-12 into 20-30 Hz on "
+                                  f"{', '.join(payload['muscle_like_channels'])}, the shape of scalp muscle (EMG); "
+                                  "a seizure's fast activity can look alike: check the traces")
 
     def _write_explanation(self, payload: dict, eeg: np.ndarray) -> None:
         if not self.explain_dir:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ictal.runtime.artefacts import find_cardiac_beats, remove_cardiac_artefact
+from ictal.runtime.artefacts import find_cardiac_beats, muscle_channels, remove_cardiac_artefact
 from ictal.runtime.edf import open_edf
 from ictal.runtime.features import CWTransform, FeatureSpec
 from ictal.runtime.windows import condition_edf, window_samples
@@ -106,6 +106,19 @@ def test_a_batch_transformed_in_threads_gives_the_same_features_and_heart_beat_f
                                                                                                False, True]
     with pytest.raises(ValueError, match="threads"):
         CWTransform(on, threads=0)
+
+
+def test_scalp_muscle_is_named_on_its_derivations_and_a_seizure_is_not(eegmmidb_dir, chbmit_dir):
+    """S005's frontal EMG (a false alarm of the leave-one-patient-out folds) raises power from
+    8-12 Hz into 20-30 Hz on the derivations that carry it; chb01's seizure, louder than anything
+    around it, does not: the monitor names the first beside its alert and not the second."""
+    transform = CWTransform(SPEC)
+    emg = transform.log_power(_window(eegmmidb_dir / "S005" / "S005R07.edf", 38.0))
+    named = [SPEC.channels[c] for c in muscle_channels(emg, SPEC.freqs_hz)]
+    assert {"FP2-F4", "FP2-F8", "F8-T8"} <= set(named) and not {"C3-P3", "P3-O1", "CZ-PZ"} & set(named)
+    seizure = transform.log_power(_window(chbmit_dir / "chb01" / "chb01_03_onset.edf", 12.0))
+    assert muscle_channels(seizure, SPEC.freqs_hz) == []
+    assert muscle_channels(emg, [1.0, 2.0, 3.0]) == []  # a grid without both bands names nothing
 
 
 def test_beat_picking_follows_scipy_find_peaks_height_and_distance_rules():

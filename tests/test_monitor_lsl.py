@@ -313,3 +313,5 @@ def test_the_demo_ends_with_its_replay_and_raises_no_technical_alarm(tmp_path):
     assert not [e for e in events if e.startswith("technical_alarm") or e == "stream_stalled"], events
     assert len(summary["alerts"]) == 1 and summary["alerts"][0]["delay_from_onset_s"] < 15
     assert (tmp_path / "demo" / "timeline.png").stat().st_size > 0
+    explained = [e for e in log if e["event"] == "alert_explanation"]
+    assert len(explained) == 1 and explained[0]["muscle_like_channels"] == []  # a baby's seizure, no EMG
