@@ -89,10 +89,14 @@ def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Pa
         with np.load(eeg_path) as z:
             eeg, sf = z["eeg_uv"], float(z["sfreq_hz"])
         t = np.arange(eeg.shape[1]) / sf + ((t_end - eeg.shape[1] / sf) if t_end is not None else 0.0)
-        scale = draw_eeg(ax_eeg, t, eeg[top], [f"{labels[c]} (Δlogit {dl[c]:+.2f})" for c in top])
+        muscle = payload.get("muscle_like_channels") or []
+        scale = draw_eeg(ax_eeg, t, eeg[top], [f"{labels[c]} (Δlogit {dl[c]:+.2f})"
+                                               + (" · EMG-like" if labels[c] in muscle else "") for c in top])
         ax_eeg.set_xlabel("time since the stream's first sample (s)" if t_end is not None else "time in window (s)")
         ax_eeg.set_title(f"Alerting 10-s window: the {len(top)} channels whose occlusion moved the logit most "
-                         f"(traces {scale:g} µV apart)", fontsize=8)
+                         f"(traces {scale:g} µV apart)"
+                         + (f"\npower rising from 8–12 into 20–30 Hz, the shape of scalp muscle (EMG), on "
+                            f"{', '.join(muscle)}: read the traces" if muscle else ""), fontsize=8)
     else:
         ax_eeg.text(0.5, 0.5, f"EEG not saved ({eeg_path.name} missing)", ha="center", va="center")
         ax_eeg.axis("off")
