@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ictal.runtime.artefacts import MUSCLE_RISE_DECADES, muscle_rise
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
 from ictal.runtime.errors import ChannelMismatch, DataError
 from ictal.runtime.features import FeatureSpec
@@ -519,6 +520,7 @@ class ScoredRecording(NamedTuple):
     scores: dict  # {method: per-window scores}
     top_band_drop: float  # median over the windows of `top_band_drop` (NaN without windows)
     heart_beats_removed: np.ndarray  # per window: were its heart beats removed before the features?
+    muscle_like_channels: np.ndarray  # per window: derivations whose power rises into 20-30 Hz (EMG-like)
 
 
 def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
@@ -532,11 +534,14 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
     drops: list[np.ndarray] = []
     cleaned: list[np.ndarray] = []
+    muscle: list[np.ndarray] = []
 
     def score_batch(log_power):
         model_p.append(predict(log_power))
         drops.append(top_band_drop(log_power, spec))
         cleaned.append(transform.last_heart_beats_removed.copy())
+        rise = muscle_rise(log_power, spec.freqs_hz)
+        muscle.append(np.zeros(len(log_power), int) if rise is None else (rise > MUSCLE_RISE_DECADES).sum(axis=1))
 
     rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s,
                             allow_missing=allow_missing, source=source, on_batch=score_batch)
@@ -544,7 +549,8 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
                            {m: p.astype(np.float32) for m, (p, _) in methods.items()},
                            float(np.median(np.concatenate(drops))) if rec.windows else float("nan"),
-                           np.concatenate(cleaned) if rec.windows else np.zeros(0, bool))
+                           np.concatenate(cleaned) if rec.windows else np.zeros(0, bool),
+                           np.concatenate(muscle) if rec.windows else np.zeros(0, int))
 
 
 def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
@@ -594,8 +600,9 @@ def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int,
 
 
 SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
-# after the peers' scores: 1 where the window's cardiac artefact was subtracted before its features
-CLEANING_COLUMNS = ["heart_beats_removed"]
+# after the peers' scores: 1 where the window's cardiac artefact was subtracted before its features;
+# how many derivations rise from 8-12 into 20-30 Hz like scalp muscle (named, not removed)
+CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels"]
 
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
@@ -657,7 +664,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS + peer_names + CLEANING_COLUMNS)
         recs = find_labelled_recordings(data)
-        for rec, scores, drop, cleaned in _scored_recordings(str(model), recs, hop_s, allow_missing,
+        for rec, scores, drop, cleaned, muscle in _scored_recordings(str(model), recs, hop_s, allow_missing,
                                                              Path(data).name, workers=workers,
                                                              ray_address=ray_address):
             if not rec.windows:
@@ -671,7 +678,8 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
                 print(f"warning: {name}: {band_limited_message(drop, spec, fallback)}", file=sys.stderr)
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
-                                + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names] + [int(cleaned[i])])
+                                + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names]
+                                + [int(cleaned[i]), int(muscle[i])])
             fh.flush()
             for m, p in scores.items():
                 methods_p.setdefault(m, []).append(p)

@@ -176,14 +176,15 @@ MUSCLE_RISE_DECADES = 0.5
 
 def muscle_rise(log_power: np.ndarray, freqs_hz) -> np.ndarray | None:
     """Per derivation, its mean log10 power at 20-30 Hz minus that at 8-12 Hz (decades); None when
-    the frequency grid does not reach both bands. log_power : (n_channels, n_freqs, n_columns)."""
+    the frequency grid does not reach both bands.
+    log_power : (..., n_channels, n_freqs, n_columns) → (..., n_channels)."""
     f = np.asarray(freqs_hz, float)
     band = (f >= MUSCLE_BAND_HZ[0]) & (f <= MUSCLE_BAND_HZ[1])
     reference = (f >= MUSCLE_REFERENCE_HZ[0]) & (f <= MUSCLE_REFERENCE_HZ[1])
     if not band.any() or not reference.any():
         return None
     spectrum = np.asarray(log_power, np.float64).mean(axis=-1)
-    return spectrum[:, band].mean(axis=1) - spectrum[:, reference].mean(axis=1)
+    return spectrum[..., band].mean(axis=-1) - spectrum[..., reference].mean(axis=-1)
 
 
 def muscle_channels(log_power: np.ndarray, freqs_hz, rise_log10: float = MUSCLE_RISE_DECADES) -> list[int]:

@@ -200,3 +200,29 @@ def test_scores_csv_and_the_monitor_say_which_windows_had_their_heart_beats_remo
     scored = _events(log, "score")
     assert len(scored) >= 15
     assert 0.5 < np.mean([e.get("heart_beats_removed", False) for e in scored])
+
+
+def test_scores_csv_counts_the_emg_like_derivations_of_each_window(eegmmidb_dir, tmp_path):
+    """A researcher sorting false alarms offline sees the monitor's EMG cue too: every window of
+    S005R07 (frontal and temporal muscle throughout) has EMG-like derivations in `ictal evaluate`'s
+    scores.csv, its window at 38 s the four named above, and S001's eyes-open rest has none."""
+    import csv
+    import shutil
+
+    from test_cli import _ictal
+
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    emg, rest = eegmmidb_dir / "S005" / "S005R07.edf", eegmmidb_dir / "S001" / "S001R01.edf"
+    (tmp_path / "data").mkdir()
+    for run in (emg, rest):
+        shutil.copy(run, tmp_path / "data" / run.name)
+    r = _ictal("evaluate", tmp_path / "data", "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "out", "--hop", "2")
+    assert r.returncode == 0, r.stderr
+    counts: dict[str, dict[float, int]] = {}
+    for row in csv.DictReader(open(tmp_path / "out" / "scores.csv")):
+        counts.setdefault(row["recording"], {})[float(row["start_s"])] = int(row["muscle_like_channels"])
+    window = CWTransform(SPEC).log_power(_window(emg, 38.0))
+    assert counts[emg.name][38.0] == len(muscle_channels(window, SPEC.freqs_hz)) >= 3
+    assert min(counts[emg.name].values()) >= 1
+    assert max(counts[rest.name].values()) == 0
