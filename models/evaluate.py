@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ictal.runtime.artefacts import MUSCLE_RISE_DECADES, muscle_rise
+from ictal.runtime.artefacts import muscle_like
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
 from ictal.runtime.errors import ChannelMismatch, DataError
 from ictal.runtime.features import FeatureSpec
@@ -540,8 +540,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
         model_p.append(predict(log_power))
         drops.append(top_band_drop(log_power, spec))
         cleaned.append(transform.last_heart_beats_removed.copy())
-        rise = muscle_rise(log_power, spec.freqs_hz)
-        muscle.append(np.zeros(len(log_power), int) if rise is None else (rise > MUSCLE_RISE_DECADES).sum(axis=1))
+        muscle.append(muscle_like(log_power, spec.freqs_hz).sum(axis=1))
 
     rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s,
                             allow_missing=allow_missing, source=source, on_batch=score_batch)

@@ -20,7 +20,7 @@ import dataclasses
 import numpy as np
 import scipy.fft
 
-from .dsp import butter_bandpass_sos
+from .dsp import band_power_difference, butter_bandpass_sos
 
 BAND_HZ = (5.0, 30.0)  # where the QRS complex carries its energy
 MIN_INTERVAL_S = 0.33  # 180 beats/min, a neonate's fastest heart
@@ -174,21 +174,18 @@ MUSCLE_BAND_HZ, MUSCLE_REFERENCE_HZ = (20.0, 30.0), (8.0, 12.0)
 MUSCLE_RISE_DECADES = 0.5
 
 
-def muscle_rise(log_power: np.ndarray, freqs_hz) -> np.ndarray | None:
-    """Per derivation, its mean log10 power at 20-30 Hz minus that at 8-12 Hz (decades); None when
-    the frequency grid does not reach both bands.
-    log_power : (..., n_channels, n_freqs, n_columns) → (..., n_channels)."""
+def muscle_like(log_power: np.ndarray, freqs_hz, rise_log10: float = MUSCLE_RISE_DECADES) -> np.ndarray:
+    """Per derivation, does its mean log10 power rise from 8-12 Hz into 20-30 Hz by more than
+    `rise_log10` decades, the spectral shape of scalp muscle? All False where the frequency grid
+    does not reach both bands. log_power : (..., n_channels, n_freqs, n_columns) → (..., n_channels)."""
     f = np.asarray(freqs_hz, float)
     band = (f >= MUSCLE_BAND_HZ[0]) & (f <= MUSCLE_BAND_HZ[1])
     reference = (f >= MUSCLE_REFERENCE_HZ[0]) & (f <= MUSCLE_REFERENCE_HZ[1])
     if not band.any() or not reference.any():
-        return None
-    spectrum = np.asarray(log_power, np.float64).mean(axis=-1)
-    return spectrum[..., band].mean(axis=-1) - spectrum[..., reference].mean(axis=-1)
+        return np.zeros(np.shape(log_power)[:-2], bool)
+    return band_power_difference(log_power, band, reference) > rise_log10
 
 
 def muscle_channels(log_power: np.ndarray, freqs_hz, rise_log10: float = MUSCLE_RISE_DECADES) -> list[int]:
-    """Indices of the derivations whose power rises from 8-12 Hz into 20-30 Hz by more than
-    `rise_log10` decades: the spectral shape of scalp muscle."""
-    rise = muscle_rise(log_power, freqs_hz)
-    return [] if rise is None else np.flatnonzero(rise > rise_log10).tolist()
+    """Indices of one window's derivations that `muscle_like` flags. log_power : (n_channels, n_freqs, n_columns)."""
+    return np.flatnonzero(muscle_like(log_power, freqs_hz, rise_log10)).tolist()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .dsp import band_power_difference
 from .features import contiguous_rows
 
 # A recording whose median drop is below this is band-limited: 0.12 below the lowest unfiltered
@@ -57,12 +58,10 @@ def top_band_drop(log_power: np.ndarray, spec) -> np.ndarray:
 
     log_power : (n_windows, n_channels, n_freqs, n_columns) un-normalised log10 power → (n_windows,).
     """
-    log_power = np.asarray(log_power)
     top, ref = _bands(spec)
     if not (top.any() and ref.any()):
         return np.full(len(log_power), np.nan)
-    drop = log_power[:, :, top].mean(axis=(2, 3)) - log_power[:, :, ref].mean(axis=(2, 3))
-    return np.median(drop, axis=1)
+    return np.median(band_power_difference(log_power, top, ref), axis=1)
 
 
 def band_limited_message(drop: float, spec, fallback: bool = False) -> str:

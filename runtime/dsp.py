@@ -147,3 +147,11 @@ def polyphase_resample_block(buf: np.ndarray, h: np.ndarray, up: int, js: np.nda
     w = np.where(valid, w, 0.0)
     gathered = buf[:, np.clip(idx, 0, buf.shape[1] - 1)]  # (C, n_out, k)
     return np.einsum("cok,ok->co", gathered, w)
+
+
+def band_power_difference(log_power: np.ndarray, band: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Per channel, the mean log10 power over the `band` rows minus that over the `reference` rows
+    (decades), each averaged over the window's columns too; masks over the CWT's frequencies.
+    log_power : (..., n_channels, n_freqs, n_columns) → (..., n_channels)."""
+    log_power = np.asarray(log_power)
+    return log_power[..., band, :].mean(axis=(-2, -1)) - log_power[..., reference, :].mean(axis=(-2, -1))
