@@ -182,7 +182,9 @@ def _add_monitor(sub):
                    "from each channel's <unit> and unknown units are refused")
     p.add_argument("--timeout", type=POSITIVE, default=10.0, help="seconds to wait for the stream")
     p.add_argument("--hop", type=POSITIVE, default=1.0, help="seconds between scored windows")
-    p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels the stream lacks")
+    p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels the stream lacks "
+                   "(more than a quarter of the model's channels needs --force)")
+    p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
     p.add_argument("--k", type=POSITIVE_INT, default=3, help="windows above threshold (of --n) to open an alert")
     p.add_argument("--n", type=POSITIVE_INT, default=4)
     p.add_argument("--quiet", type=_number(float, 0), default=10.0, help="seconds below threshold to close an alert")
@@ -208,7 +210,7 @@ def _add_monitor(sub):
         if a.view and a.no_lsl_out:
             p.error("--view reads the monitor's LSL outputs; it cannot be used with --no-lsl-out")
         mon = Monitor(a.model, stream_name=a.stream, stream_type=a.type, hop_s=a.hop, allow_missing=a.allow_missing,
-                      k=a.k, n=a.n, quiet_s=a.quiet, refractory_s=a.refractory, log_path=a.log,
+                      force=a.force, k=a.k, n=a.n, quiet_s=a.quiet, refractory_s=a.refractory, log_path=a.log,
                       explain_dir=a.explain_dir or f"{a.name}-explanations", gradcam_checkpoint=a.gradcam,
                       lsl_outputs=not a.no_lsl_out, resolve_timeout_s=a.timeout, cam_layer=a.cam_layer,
                       name=a.name, units=a.units)

@@ -19,7 +19,7 @@ import numpy as np
 from .alerts import AlertStateMachine
 from .artefacts import muscle_channels
 from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
-from .channels import resolve_montage, unique_labels
+from .channels import resolve_montage, unique_labels, zero_fill_limit
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
@@ -102,7 +102,11 @@ class Monitor:
     hop_s : float
         Seconds between scored windows.
     allow_missing : int
-        Model channels the stream may lack (zero-filled).
+        Model channels the stream may lack (zero-filled). More than a quarter of them is refused
+        unless `force`; so is a window whose missing and flat or saturated channels together are
+        more than a quarter (rejected, not scored: the model's scores on it mean little).
+    force : bool
+        Accept zero-filling more than a quarter of the model's channels.
     k, n : int
         An alert opens when `k` of the last `n` windows are above the threshold.
     quiet_s, refractory_s : float
@@ -134,7 +138,7 @@ class Monitor:
     """
 
     def __init__(self, model: str | Path, *, stream_name: str | None = None, stream_type: str = "EEG",
-                 hop_s: float = 1.0, allow_missing: int = 0, k: int = 3, n: int = 4, quiet_s: float = 10.0,
+                 hop_s: float = 1.0, allow_missing: int = 0, force: bool = False, k: int = 3, n: int = 4, quiet_s: float = 10.0,
                  refractory_s: float = 30.0, log_path: str | Path | None = None,
                  explain_dir: str | Path | None = None, gradcam_checkpoint: str | Path | None = None,
                  lsl_outputs: bool = True, console: bool = True, resolve_timeout_s: float = 10.0,
@@ -150,7 +154,13 @@ class Monitor:
         self.hop_s = hop_s
         self.hop = max(1, int(round(hop_s * self.spec.sfreq_hz)))
         self.win = self.spec.n_samples
-        self.allow_missing = allow_missing
+        self.allow_missing, self.force = allow_missing, force
+        self.zero_fill_limit = zero_fill_limit(len(self.spec.channels))
+        if allow_missing > self.zero_fill_limit and not force:
+            raise ChannelMismatch(f"allow_missing {allow_missing} would zero-fill more than a quarter of model "
+                                  f"{self.scorer.name}'s {len(self.spec.channels)} channels "
+                                  f"({self.zero_fill_limit}): its scores on such EEG mean little. "
+                                  f"Pass --force to monitor anyway.")
         self.alerts = AlertStateMachine(self.scorer.threshold, k, n, quiet_s, refractory_s)
         self.name = name
         self.monitor_id = unique_source_id(name)
@@ -454,6 +464,9 @@ class Monitor:
         bad_channels = sorted(set(flat + saturated) - set(missing))
         if len(bad_channels) > self.max_bad_channels:
             return self._reject(t_end, "flat or saturated channels", flat=flat, saturated=saturated)
+        if len(bad_channels) + len(missing) > self.zero_fill_limit and not self.force:
+            return self._reject(t_end, "flat or saturated channels besides the missing ones", flat=flat,
+                                saturated=saturated, missing=missing)
         self.n_rejected_run = 0
         self._technical("windows_rejected", False)
         # zero-fill a few bad channels: the ResNet was trained with channel drop-out, and the summary

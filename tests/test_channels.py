@@ -4,7 +4,7 @@ import pytest
 from ictal.runtime.channels import REGIONS, channel_region, normalise_label, region_members, resolve_montage
 from ictal.runtime.edf import read_edf
 from ictal.runtime.errors import ChannelMismatch
-from ictal.runtime.features import CHBMIT_CHANNELS
+from ictal.runtime.features import CHBMIT_CHANNELS, DOUBLE_BANANA
 
 
 @pytest.mark.parametrize("label,expected", [
@@ -31,6 +31,16 @@ def test_missing_channel_error_names_electrodes_and_the_way_out(eegmmidb_dir):
     with pytest.raises(ChannelMismatch, match=r"lacks FT9, FT10 needed for T7-FT9, FT9-FT10, FT10-T8.*"
                                               r"--allow-missing 3"):
         resolve_montage(rec.labels, CHBMIT_CHANNELS, source_name="stream 'BioSemi'")
+
+
+def test_a_reduced_montage_is_refused_as_one_the_model_cannot_score():
+    """A NICU's nine-electrode montage lacks 18 of the double banana's 18 derivations: zero-filling
+    them is not a way out, and the error says so instead of offering --allow-missing 18 alone."""
+    nicu = [f"{e}-REF" for e in ("Fp1", "Fp2", "C3", "C4", "T3", "T4", "O1", "O2", "Cz")]
+    with pytest.raises(ChannelMismatch, match=r"lacks F7, P7, .* more than a quarter of the model's 18 channels: "
+                                              r"zero-filled, the model's scores mean little.*--allow-missing 18 "
+                                              r"--force"):
+        resolve_montage(nicu, DOUBLE_BANANA)
 
 
 def test_tuh_style_labels_and_reversed_derivations():

@@ -114,6 +114,43 @@ def test_windows_rejected_in_a_row_raise_a_technical_alarm_on_the_console(tiny_m
     assert "TECHNICAL ALARM: EEG windows cannot be scored" in capsys.readouterr().out
 
 
+def test_missing_and_flat_channels_together_beyond_a_quarter_are_not_scored(tiny_model, tmp_path):
+    """A stream may lack a few derivations (--allow-missing) and lose a few more to flat or saturated
+    electrodes; zero-filled together beyond a quarter of the model's channels, the model's scores
+    mean little (the shipped model read every healthy window as a seizure with half of them), so
+    such windows are rejected and said so, not scored."""
+    import dataclasses
+
+    from ictal.runtime.channels import zero_fill_limit
+
+    rec = synthetic_recording(40, [], seed=941, name="missing3")
+    lacking = ["FP1-F3", "F3-C3", "C3-P3"]  # no other derivation of the stream stands in for them
+    keep = [i for i, label in enumerate(rec.labels) if label not in lacking]
+    rec = dataclasses.replace(rec, data_uv=rec.data_uv[keep], labels=[rec.labels[i] for i in keep])
+    limit = zero_fill_limit(18)
+    assert limit == 4  # the tiny model's double banana
+    with pytest.raises(ChannelMismatch, match=r"allow_missing 5 would zero-fill more than a quarter .*--force"):
+        _monitor(tiny_model["onnx"], tmp_path, "any", allow_missing=5, lsl_outputs=False)
+
+    one_flat = ["FP2-F4"]
+    mon, log = _replay_into(tiny_model["onnx"], rec, tmp_path, allow_missing=3,
+                            replay_kw={"faults": Faults(flat_channels=one_flat)})
+    assert mon.n_scored >= 10 and mon.n_rejected == 0
+    assert all(set(e["zero_filled"]) == set(one_flat) for e in _events(log, "score"))
+
+    two_flat = ["FP2-F4", "F4-C4"]
+    mon, log = _replay_into(tiny_model["onnx"], rec, tmp_path, allow_missing=3, log_path=tmp_path / "two.jsonl",
+                            replay_kw={"faults": Faults(flat_channels=two_flat)})
+    assert mon.n_scored == 0 and mon.n_rejected >= 20
+    alarm = _events(log, "technical_alarm")[0]
+    assert alarm["reason"] == "windows_rejected" and alarm["missing"] == lacking
+    assert set(two_flat) <= set(alarm["flat"])
+
+    mon, log = _replay_into(tiny_model["onnx"], rec, tmp_path, allow_missing=3, force=True,
+                            log_path=tmp_path / "forced.jsonl", replay_kw={"faults": Faults(flat_channels=two_flat)})
+    assert mon.n_scored >= 10, "--force scores them anyway"
+
+
 def test_a_stream_that_lies_about_its_rate_raises_a_rate_alarm(tiny_model, tmp_path):
     rec = synthetic_recording(40, [], seed=934, name="rate")  # 256 Hz samples declared as 250 Hz
     _, log = _replay_into(tiny_model["onnx"], rec, tmp_path, replay_kw={"faults": Faults(declared_rate_hz=250.0)},
@@ -221,7 +258,7 @@ def test_string_and_empty_streams_are_refused_with_a_clear_error(tiny_model, tmp
         name = unique_stream_name()
         outlet = pylsl.StreamOutlet(pylsl.StreamInfo(name, "EEG", channels, 256, fmt, name))
         with pytest.raises(StreamError, match=match):
-            _monitor(tiny_model["onnx"], tmp_path, name, allow_missing=23, lsl_outputs=False).connect()
+            _monitor(tiny_model["onnx"], tmp_path, name, allow_missing=23, force=True, lsl_outputs=False).connect()
         del outlet
 
 
