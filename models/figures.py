@@ -90,7 +90,11 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
     gs = fig.add_gridspec(4, n, height_ratios=[2.2, 1.3, 1.3, 1.6], hspace=0.45, wspace=0.15)
     ax_eeg = fig.add_subplot(gs[0, :])
     t = np.arange(i0, i1) / sf
-    scale = draw_eeg(ax_eeg, t, data[top, i0:i1], [f"{labels[c]} (|Δlogit| {mean_ci[c]:.2g})" for c in top])
+    # a derivation that looks like scalp muscle in some segments says so beside its trace
+    muscle = {label: sum(label in s.muscle_like_channels for s in segs) for label in labels}
+    scale = draw_eeg(ax_eeg, t, data[top, i0:i1],
+                     [f"{labels[c]} (|Δlogit| {mean_ci[c]:.2g})"
+                      + (f" · EMG-like in {muscle[labels[c]]}/{n}" if muscle[labels[c]] else "") for c in top])
     for sz in seizures:
         if sz.end_s > t0 and sz.start_s < t1:
             ax_eeg.axvspan(max(sz.start_s, t0), min(sz.end_s, t1), color="#f4a582", alpha=0.35, lw=0)
@@ -103,8 +107,11 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
     ax_eeg.legend(handles=[Patch(color="#f4a582", alpha=0.5, label="annotated seizure (true)"),
                            Patch(color="#b2182b", label=f"predicted seizure (p ≥ {interp.threshold:.2f})")],
                   fontsize=7, loc="upper right", ncol=2)
+    named = [label for label, k in muscle.items() if k]
     ax_eeg.set_title(f"{name} · EEG of the {len(top)} most important channels (occlusion, mean |Δlogit|) · "
-                     f"traces {scale:g} µV apart", fontsize=9)
+                     f"traces {scale:g} µV apart"
+                     + (f"\npower rising from 8–12 into 20–30 Hz, the shape of scalp muscle (EMG), on "
+                        f"{', '.join(named)}: read the traces" if named else ""), fontsize=9)
     freqs = np.asarray(spec.freqs_hz)
     power = np.concatenate([interp.transform.log_power(data[:, int(s.start_s * sf): int(s.start_s * sf) +
                                                              spec.n_samples]).mean(axis=0) for s in segs], axis=1)
@@ -116,12 +123,26 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
     ax_p.set_title("time-frequency power (CWT, mean over channels)", fontsize=9)
     fig.colorbar(im, ax=ax_p, fraction=0.02, pad=0.01).set_label("log10 µV²", fontsize=7)
     ax_c = fig.add_subplot(gs[2, :])
-    im = ax_c.imshow(cams, aspect="auto", origin="lower", extent=extent, cmap="inferno", vmin=0, vmax=1)
+    if interp.gradcam_meaningful:
+        im = ax_c.imshow(cams, aspect="auto", origin="lower", extent=extent, cmap="inferno", vmin=0, vmax=1)
+        ax_c.set_title(f"Grad-CAM ({interp.cam_layer}) time-frequency importance (each segment scaled to its "
+                       f"maximum)", fontsize=9)
+        fig.colorbar(im, ax=ax_c, fraction=0.02, pad=0.01).set_label("relative importance", fontsize=7)
+    else:
+        # a black Grad-CAM map would read as "no band mattered": show what occlusion says per band instead
+        rows = [np.flatnonzero(m) for m in spec.band_slices().values()]
+        bands = np.zeros((len(freqs), cams.shape[1]))
+        width = cams.shape[1] // len(segs)
+        for k, seg in enumerate(segs):
+            for r, value in zip(rows, seg.occlusion.band_importance().values()):
+                bands[r, k * width:(k + 1) * width] = value
+        lim = float(np.abs(bands).max()) or 1.0
+        im = ax_c.imshow(bands, aspect="auto", origin="lower", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        ax_c.set_title("Δlogit when each band is replaced on every channel (occlusion; red = evidence for "
+                       "seizure). No Grad-CAM: this model's ResNet adds nothing to its score", fontsize=9)
+        fig.colorbar(im, ax=ax_c, fraction=0.02, pad=0.01).set_label("Δlogit", fontsize=7)
     ax_c.set_ylabel("frequency (Hz)")
     ax_c.set_xlabel("time in recording (s)")
-    ax_c.set_title(f"Grad-CAM ({interp.cam_layer}) time-frequency importance (each segment scaled to its maximum)",
-                   fontsize=9)
-    fig.colorbar(im, ax=ax_c, fraction=0.02, pad=0.01).set_label("relative importance", fontsize=7)
     for ax in (ax_p, ax_c):
         ax.set_xlim(t0, t1)
         for edge in (4, 8, 14, 30):

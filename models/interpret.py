@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from ictal.runtime.annotations import Seizure, seizures_for_file
-from ictal.runtime.channels import REGIONS
+from ictal.runtime.artefacts import muscle_channels
+from ictal.runtime.channels import REGIONS, unique_labels
 from ictal.runtime.edf import open_edf
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
@@ -90,6 +91,8 @@ class SegmentExplanation:
     occlusion: Occlusion
     fti_raw: np.ndarray  # (n_freqs, n_columns)
     baseline: dict
+    # derivations whose power rises from 8-12 into 20-30 Hz like scalp muscle: named, never removed
+    muscle_like_channels: list = dataclasses.field(default_factory=list)
 
     @property
     def p(self) -> float:
@@ -114,8 +117,12 @@ class SegmentExplanation:
         return self.occlusion.joint_dlogit
 
     @property
+    def dominant_band_source(self) -> str:
+        return dominant_band([self])[1]
+
+    @property
     def dominant_band(self) -> str:
-        return max(self.fi_rel, key=self.fi_rel.get)
+        return dominant_band([self])[0]
 
     @property
     def dominant_region(self) -> str:
@@ -126,8 +133,18 @@ class SegmentExplanation:
                 "seizure_overlap": round(self.seizure_overlap, 3), "band_importance_raw": self.fi,
                 "band_importance": self.fi_rel, **self.occlusion.to_json(),
                 "fri_matrix": np.round(self.matrix, 8).tolist(),
-                "dominant_band": self.dominant_band, "dominant_region": self.dominant_region,
-                "baseline": self.baseline}
+                "dominant_band": self.dominant_band, "dominant_band_source": self.dominant_band_source,
+                "dominant_region": self.dominant_region,
+                "baseline": self.baseline, "muscle_like_channels": self.muscle_like_channels}
+
+
+def dominant_band(segs: list[SegmentExplanation]) -> tuple[str, str]:
+    """(band, source) over segments: Grad-CAM's strongest band on average, or, where Grad-CAM says
+    nothing (all zero: a dead map, or a hybrid whose ResNet adds nothing, as the shipped model's),
+    the band whose replacement lowers the logit most on average ("occlusion")."""
+    if any(max(s.fi_rel.values(), default=0.0) > 0 for s in segs):
+        return max(BANDS_HZ, key=lambda b: np.mean([s.fi_rel[b] for s in segs])), "gradcam"
+    return max(BANDS_HZ, key=lambda b: np.mean([s.occlusion.band_importance()[b] for s in segs])), "occlusion"
 
 
 class Interpreter:
@@ -170,6 +187,7 @@ class Interpreter:
     def explain_segments(self, data: np.ndarray, starts_s, seizures: list[Seizure]) -> list[SegmentExplanation]:
         """data : (n_channels, n_times) conditioned EEG of one recording; one explanation per start."""
         sf, n = self.spec.sfreq_hz, self.spec.n_samples
+        labels = unique_labels(self.spec.channels)
         out = []
         for start_s in starts_s:
             i = int(round(start_s * sf))
@@ -182,7 +200,9 @@ class Interpreter:
             fi = band_importance(fti, self.spec)
             end_s = start_s + self.spec.window_s
             ov = sum(max(0.0, min(end_s, sz.end_s) - max(start_s, sz.start_s)) for sz in seizures) / self.spec.window_s
-            out.append(SegmentExplanation(float(start_s), float(end_s), ov, fi, relative(fi), occ, fti, base_info))
+            muscle = [labels[c] for c in muscle_channels(log_power, self.spec.freqs_hz)]
+            out.append(SegmentExplanation(float(start_s), float(end_s), ov, fi, relative(fi), occ, fti, base_info,
+                                          muscle))
         return out
 
     def explain_file(self, edf: str | Path, start_s: float, end_s: float, allow_missing: int = 0):
@@ -254,7 +274,7 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
             rows.append({"seizure": sz.seizure_id, "patient": lr.patient, "segments": len(segs),
                          "mean_p": float(np.mean([s.p for s in segs])), "joint_dlogit": joint.round(6).tolist(),
                          "fri_matrix": fri.round(8).tolist(),
-                         "dominant_band": max(BANDS_HZ, key=lambda b: np.mean([s.fi_rel[b] for s in segs]))})
+                         **dict(zip(("dominant_band", "dominant_band_source"), dominant_band(segs)))})
             log(f"{sz.seizure_id}: {len(segs)} segment(s), mean p {rows[-1]['mean_p']:.2f}")
     if not rows:
         raise DataError(f"{data_dir}: no seizures to interpret")

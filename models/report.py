@@ -38,9 +38,11 @@ LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
 
 # ---------------------------------------------------------------- plain-language summary
 def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float = 0.0, step_s: float = 2.0,
-                  gradcam_meaningful: bool = True, replaced_with: str = "quiet baseline EEG") -> str:
-    """This window's own numbers in words: p, the Grad-CAM band over time, and what occlusion
-    (whole regions, and band × region cells) says carried the evidence.
+                  gradcam_meaningful: bool = True, replaced_with: str = "quiet baseline EEG",
+                  muscle_like_channels=()) -> str:
+    """This window's own numbers in words: p, the Grad-CAM band over time, what occlusion
+    (whole regions, and band × region cells) says carried the evidence, and which derivations
+    look like scalp muscle.
 
     `gradcam_meaningful` is False for a hybrid whose ResNet adds nothing (`resnet_contributes`);
     `replaced_with` names what the occluded parts were taken from."""
@@ -84,6 +86,9 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
     if cell > 0.1:
         text.append(f"Of the 25 band × region cells, {band} in the {region} region carried the most evidence "
                     f"(logit drop {cell:.2f} when replaced).")
+    if muscle_like_channels:
+        text.append(f"Power rises from 8–12 into 20–30 Hz on {', '.join(muscle_like_channels)}, the shape of scalp "
+                    f"muscle (EMG); a seizure's fast activity can look alike: check the traces.")
     return " ".join(text)
 
 
@@ -386,7 +391,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                                     gradcam_meaningful=interp.gradcam_meaningful,
                                     replaced_with=("the window's median channel"
                                                    if seg.baseline["kind"] == WITHIN_WINDOW_KIND
-                                                   else "quiet baseline EEG"))
+                                                   else "quiet baseline EEG"),
+                                    muscle_like_channels=seg.muscle_like_channels)
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
             band, region = seg.occlusion.top_cell()
             md += [f"### Example {n_done}: {kind}", "",
@@ -397,8 +403,11 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                    f"- recording: `{path}` {w.start_s:g}–{w.end_s:g} s",
                    f"- occlusion: top region {seg.occlusion.top_regions(1)[0]}, strongest cell {band} in {region} "
                    f"(Δlogit {float(seg.joint.max()):+.2f}); " + (
-                       f"Grad-CAM dominant band {seg.dominant_band}" if interp.gradcam_meaningful else
-                       "Grad-CAM: none (the ResNet adds nothing)"),
+                       f"Grad-CAM dominant band {seg.dominant_band}" if seg.dominant_band_source == "gradcam" else
+                       f"band whose replacement lowers the logit most {seg.dominant_band} (Grad-CAM: "
+                       + ("none, the ResNet adds nothing)" if not interp.gradcam_meaningful else "all zero here)")),
+                   "- EMG-like derivations (power rising from 8–12 into 20–30 Hz, named, not removed): "
+                   + (", ".join(seg.muscle_like_channels) or "none"),
                    f"- occlusion baseline: {seg.baseline['kind']}" + (
                        f", {seg.baseline['start_s']:g}–{seg.baseline['end_s']:g} s" if "start_s" in seg.baseline else ""),
                    f"- Integrated Gradients completeness: Σ attributions {ex['maps']['ig_sum']:.3f} vs "

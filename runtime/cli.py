@@ -382,8 +382,9 @@ def _add_explain(sub):
         write_explanation(interp, a.target, rec, data, seizures, segs, a.out_dir)
         for s in segs:
             d = s.to_json()
-            print(f"{s.start_s:7.1f}-{s.end_s:7.1f} s  p={s.p:.3f}  band {d['dominant_band']:<5}  "
-                  f"region {d['dominant_region']}")
+            print(f"{s.start_s:7.1f}-{s.end_s:7.1f} s  p={s.p:.3f}  band {d['dominant_band']:<5} "
+                  f"({d['dominant_band_source']:<9})  region {d['dominant_region']}"
+                  + (f"  EMG-like: {', '.join(s.muscle_like_channels)}" if s.muscle_like_channels else ""))
         print(f"wrote {a.out_dir}/explanation.json, explanation_maps.npz, matrices.png, local_interpretation.png")
         return 0
     p.set_defaults(func=run)

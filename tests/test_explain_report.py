@@ -159,6 +159,31 @@ def test_plain_summary_tells_a_dead_resnet_from_a_zero_gradcam_map():
     assert "ResNet adds nothing" in dead and "ResNet adds nothing" not in quiet
     assert "all zero for this window" in quiet
     assert "p(seizure) = 0.770" in dead and "theta in the" in dead
+    assert "scalp muscle" not in dead
+    emg = plain_summary(zero_map, spec, occ, 0.5, gradcam_meaningful=False, muscle_like_channels=["FP2-F8", "F8-T8"])
+    assert "20–30 Hz on FP2-F8, F8-T8, the shape of scalp muscle" in emg
+
+
+def test_explain_names_emg_like_derivations_and_takes_the_band_from_occlusion_without_gradcam(eegmmidb_dir,
+                                                                                              chbmit_dir, tmp_path):
+    """`ictal explain` with the shipped checkpoint, whose ResNet adds nothing: its Grad-CAM map is
+    all zero, so the dominant band comes from occlusion (it was 'delta', the first band of an all-zero
+    map, for every segment); S005R07's frontal EMG is named per segment, chb01's seizure has none."""
+    from ictal.models.interpret import Interpreter, write_explanation
+    from ictal.runtime.shipped import SHIPPED_CHECKPOINT
+
+    interp = Interpreter(SHIPPED_CHECKPOINT)
+    assert not interp.gradcam_meaningful
+    rec, data, seizures, segs = interp.explain_file(eegmmidb_dir / "S005" / "S005R07.edf", 30.0, 50.0)
+    doc = write_explanation(interp, "S005R07.edf", rec, data, seizures, segs, tmp_path / "emg")
+    for seg, js in zip(segs, doc["segments"]):
+        assert {"FP2-F4", "FP2-F8", "F8-T8"} <= set(js["muscle_like_channels"])
+        occluded = seg.occlusion.band_importance()
+        assert js["dominant_band_source"] == "occlusion" and js["dominant_band"] == max(occluded, key=occluded.get)
+    assert (tmp_path / "emg" / "local_interpretation.png").stat().st_size > 20_000
+    _, _, _, (before, seizure) = interp.explain_file(chbmit_dir / "chb01" / "chb01_03_onset.edf", 0.0, 20.0)
+    assert before.dominant_band == "alpha" and before.dominant_band_source == "occlusion"  # alpha +3.4 Δlogit
+    assert seizure.p > interp.threshold and seizure.muscle_like_channels == []
 
 
 def test_report_of_a_hybrid_whose_resnet_adds_nothing_draws_no_gradcam_and_says_why(tiny_hybrid, synthetic_dir,
@@ -173,7 +198,8 @@ def test_report_of_a_hybrid_whose_resnet_adds_nothing_draws_no_gradcam_and_says_
     ckpt = save_checkpoint(tmp_path / "dead.pt", model, spec, thr)
     report = write_report(ckpt, synthetic_dir, tmp_path / "r", n_examples=1, hop_s=10.0, log=lambda *_: None)
     md = report.read_text()
-    assert "This model has no Grad-CAM map" in md and "Grad-CAM: none (the ResNet adds nothing)" in md
+    assert "This model has no Grad-CAM map" in md and "(Grad-CAM: none, the ResNet adds nothing)" in md
+    assert "band whose replacement lowers the logit most" in md
     assert "Grad-CAM overlay" not in md and "Grad-CAM dominant band" not in md
     assert not list((tmp_path / "r").glob("*gradcam*.png"))
     assert list((tmp_path / "r").glob("*_matrices.png")) and list((tmp_path / "r").glob("*_ig.png"))
