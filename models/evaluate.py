@@ -13,8 +13,8 @@ import numpy as np
 
 from ictal.runtime.artefacts import muscle_like
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
-from ictal.runtime.channels import zero_fill_limit
-from ictal.runtime.errors import ChannelMismatch, DataError
+from ictal.runtime.channels import check_zero_fill
+from ictal.runtime.errors import DataError
 from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
 
@@ -648,12 +648,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     """
     _, spec, model_threshold, peers, fallback = _loaded(str(model), None)
     threshold = model_threshold if threshold is None else threshold
-    n_channels = len(spec.channels)
-    limit = zero_fill_limit(n_channels)
-    if allow_missing > limit and not force:
-        raise ChannelMismatch(f"--allow-missing {allow_missing} would zero-fill more than a quarter of the "
-                              f"model's {n_channels} channels ({limit}); metrics on such input mean little. "
-                              f"Pass --force to evaluate anyway.")
+    check_zero_fill(allow_missing, len(spec.channels), force=force, model_name=f"model {Path(str(model)).stem}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     peer_names = list(peers.thresholds()) if peers else []

@@ -295,16 +295,18 @@ def event_table(ws, p: np.ndarray, threshold: float) -> list[dict]:
 
 
 def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, n_examples: int = 1,
-                 use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, cam_layer: str = "layer4",
-                 log=print) -> Path:
+                 use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, force: bool = False,
+                 cam_layer: str = "layer4", log=print) -> Path:
     from ictal.runtime.annotations import Seizure
+    from ictal.runtime.channels import check_zero_fill
     from ictal.runtime.edf import open_edf
     from ictal.runtime.windows import condition_edf
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     interp = Interpreter(checkpoint, cam_layer)
     spec, thr = interp.spec, interp.threshold
+    check_zero_fill(allow_missing, len(spec.channels), force=force, model_name=f"model {interp.name}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     ws = build_windows(data, spec, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing, log=log)
     p = predict_proba(interp.model, spec, ws.x)
     on_data = summarise(ws, p, thr)

@@ -35,6 +35,15 @@ def zero_fill_limit(n_channels: int) -> int:
     return int(n_channels * ZERO_FILL_MAX_FRACTION)
 
 
+def check_zero_fill(allow_missing: int, n_channels: int, *, force: bool = False, model_name: str = "model") -> None:
+    """Refuse `--allow-missing` beyond `zero_fill_limit` unless `force`, with the way out."""
+    limit = zero_fill_limit(n_channels)
+    if allow_missing > limit and not force:
+        raise ChannelMismatch(f"--allow-missing {allow_missing} would zero-fill more than a quarter of {model_name}'s "
+                              f"{n_channels} channels ({limit}): its scores and explanations on such EEG mean "
+                              f"little. Pass --force to go on anyway.")
+
+
 _LEFT_TEMPORAL = {"F7", "T7", "P7", "FT7", "FT9", "T9", "TP7", "TP9", "A1", "M1"}
 _RIGHT_TEMPORAL = {"F8", "T8", "P8", "FT8", "FT10", "T10", "TP8", "TP10", "A2", "M2"}
 

@@ -134,9 +134,7 @@ def _add_evaluate(sub):
     _add_out_dir(p, "evaluation")
     p.add_argument("--hop", type=POSITIVE, default=1.0)
     p.add_argument("--threshold", type=PROBABILITY, default=None, help="override the model's threshold (0-1]")
-    p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels a recording lacks "
-                   "(each is reported; more than a quarter of the model's channels needs --force)")
-    p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
+    _add_allow_missing(p, "a recording lacks (each is reported)")
     p.add_argument("--workers", type=POSITIVE_INT, default=1, help="score recordings in N local processes")
     p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="score one Ray task per recording on "
                    "the Ray cluster at ADDRESS (default: auto, i.e. a running cluster or a local one; "
@@ -182,9 +180,7 @@ def _add_monitor(sub):
                    "from each channel's <unit> and unknown units are refused")
     p.add_argument("--timeout", type=POSITIVE, default=10.0, help="seconds to wait for the stream")
     p.add_argument("--hop", type=POSITIVE, default=1.0, help="seconds between scored windows")
-    p.add_argument("--allow-missing", type=COUNT, default=0, help="zero-fill up to N channels the stream lacks "
-                   "(more than a quarter of the model's channels needs --force)")
-    p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
+    _add_allow_missing(p, "the stream lacks")
     p.add_argument("--k", type=POSITIVE_INT, default=3, help="windows above threshold (of --n) to open an alert")
     p.add_argument("--n", type=POSITIVE_INT, default=4)
     p.add_argument("--quiet", type=_number(float, 0), default=10.0, help="seconds below threshold to close an alert")
@@ -366,14 +362,17 @@ def _add_explain(sub):
     p.add_argument("--global", dest="global_", action="store_true", help="mean matrix over all seizures")
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"],
                    help="Grad-CAM target: layer4 (the method's last residual block) or an earlier, finer one")
-    p.add_argument("--allow-missing", type=COUNT, default=0)
+    _add_allow_missing(p, "a recording lacks")
     _add_out_dir(p, "explanation")
 
     def run(a):
         if a.end <= a.start:
             p.error(f"--end {a.end:g} must be after --start {a.start:g}")
         from ictal.models.interpret import Interpreter, global_interpretation, write_explanation
+
+        from .channels import check_zero_fill
         interp = Interpreter(a.model, a.cam_layer)
+        check_zero_fill(a.allow_missing, len(interp.spec.channels), force=a.force, model_name=f"model {interp.name}")
         if a.global_:
             doc = global_interpretation(interp, a.target, a.out_dir, a.allow_missing)
             print(f"wrote {a.out_dir}/global_interpretation.json and .png ({doc['n_seizures']} seizures)")
@@ -398,7 +397,7 @@ def _add_report(sub):
     p.add_argument("--examples", type=POSITIVE_INT, default=2,
                    help="examples of each kind (true/false positive/negative), never overlapping")
     p.add_argument("--hop", type=POSITIVE, default=5.0)
-    p.add_argument("--allow-missing", type=COUNT, default=0)
+    _add_allow_missing(p, "a recording lacks")
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"])
     p.add_argument("--llm", action="store_true",
                    help="rewrite summaries via ICTAL_LLM_URL/ICTAL_LLM_API_KEY/ICTAL_LLM_MODEL (off by default)")
@@ -406,10 +405,16 @@ def _add_report(sub):
     def run(a):
         from ictal.models.report import write_report
         path = write_report(a.model, a.data, a.out_dir, n_examples=a.examples, use_llm=a.llm, hop_s=a.hop,
-                            allow_missing=a.allow_missing, cam_layer=a.cam_layer)
+                            allow_missing=a.allow_missing, force=a.force, cam_layer=a.cam_layer)
         print(f"wrote {path}")
         return 0
     p.set_defaults(func=run)
+
+
+def _add_allow_missing(p, lacks: str) -> None:
+    p.add_argument("--allow-missing", type=COUNT, default=0, help=f"zero-fill up to N channels {lacks}; more "
+                   "than a quarter of the model's needs --force")
+    p.add_argument("--force", action="store_true", help="accept zero-filling more than a quarter of the channels")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ import numpy as np
 from .alerts import AlertStateMachine
 from .artefacts import muscle_channels
 from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
-from .channels import resolve_montage, unique_labels, zero_fill_limit
+from .channels import check_zero_fill, resolve_montage, unique_labels, zero_fill_limit
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
@@ -156,11 +156,7 @@ class Monitor:
         self.win = self.spec.n_samples
         self.allow_missing, self.force = allow_missing, force
         self.zero_fill_limit = zero_fill_limit(len(self.spec.channels))
-        if allow_missing > self.zero_fill_limit and not force:
-            raise ChannelMismatch(f"allow_missing {allow_missing} would zero-fill more than a quarter of model "
-                                  f"{self.scorer.name}'s {len(self.spec.channels)} channels "
-                                  f"({self.zero_fill_limit}): its scores on such EEG mean little. "
-                                  f"Pass --force to monitor anyway.")
+        check_zero_fill(allow_missing, len(self.spec.channels), force=force, model_name=f"model {self.scorer.name}")
         self.alerts = AlertStateMachine(self.scorer.threshold, k, n, quiet_s, refractory_s)
         self.name = name
         self.monitor_id = unique_source_id(name)

@@ -193,11 +193,17 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
     assert "line_length" in r.stdout and "/24 h" in r.stdout
 
 
-def test_evaluate_refuses_zero_filling_more_than_a_quarter_of_channels(tiny_model, synthetic_dir, tmp_path):
+def test_evaluate_explain_and_report_refuse_zero_filling_more_than_a_quarter_of_channels(tiny_model, synthetic_dir,
+                                                                                         tmp_path):
     from test_cli import _ictal
 
-    r = _ictal("evaluate", synthetic_dir, "--model", tiny_model["onnx"], "--out-dir", tmp_path, "--allow-missing", "10")
-    assert r.returncode == 2 and "quarter" in r.stderr and "--force" in r.stderr and "Traceback" not in r.stderr
+    edf = sorted(synthetic_dir.rglob("*.edf"))[0]
+    for args in (("evaluate", synthetic_dir, "--model", tiny_model["onnx"]),
+                 ("explain", edf, "--model", tiny_model["checkpoint"]),
+                 ("report", synthetic_dir, "--model", tiny_model["checkpoint"])):
+        r = _ictal(*args, "--out-dir", tmp_path / args[0], "--allow-missing", "10")
+        assert r.returncode == 2 and "more than a quarter" in r.stderr and "--force" in r.stderr, args[0]
+        assert "Traceback" not in r.stderr and not (tmp_path / args[0]).exists(), args[0]
 
 
 def test_within_patient_auroc_is_not_flattered_by_other_subjects_eeg():

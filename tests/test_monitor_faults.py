@@ -129,7 +129,7 @@ def test_missing_and_flat_channels_together_beyond_a_quarter_are_not_scored(tiny
     rec = dataclasses.replace(rec, data_uv=rec.data_uv[keep], labels=[rec.labels[i] for i in keep])
     limit = zero_fill_limit(18)
     assert limit == 4  # the tiny model's double banana
-    with pytest.raises(ChannelMismatch, match=r"allow_missing 5 would zero-fill more than a quarter .*--force"):
+    with pytest.raises(ChannelMismatch, match=r"--allow-missing 5 would zero-fill more than a quarter .*--force"):
         _monitor(tiny_model["onnx"], tmp_path, "any", allow_missing=5, lsl_outputs=False)
 
     one_flat = ["FP2-F4"]
