@@ -13,7 +13,7 @@ import numpy as np
 
 from ictal.runtime.artefacts import muscle_like
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
-from ictal.runtime.channels import check_zero_fill
+from ictal.runtime.channels import MAX_BAD_CHANNELS, check_zero_fill, window_rejection
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
@@ -156,11 +156,13 @@ def summarise(ws: WindowSet, p: np.ndarray, threshold) -> dict:
     "event" covers the recordings with seizures; "seizure_free" the recordings without any,
     whose false alarms per 24 h are the bedside false-alarm rate.
     """
-    keep = unambiguous(ws.label)
+    scored = np.isfinite(p)  # NaN: a window rejected for flat channels, as the monitor rejects it
+    keep = unambiguous(ws.label) & scored
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p.shape)
     wm = window_metrics(binary_target(ws.label[keep]), p[keep], thr[keep])
     wm["threshold"] = float(np.mean(thr)) if np.ndim(threshold) else float(threshold)
-    wm["n_ambiguous_windows_excluded"] = int((~keep).sum())
+    wm["n_ambiguous_windows_excluded"] = int((~unambiguous(ws.label) & scored).sum())
+    wm["n_unscorable_windows_excluded"] = int((~scored).sum())
     # specificity per data set: hours of healthy EEG must not hide the seizure patients' own negatives
     src = np.asarray(ws.source)
     neg = keep & (ws.label == 0)
@@ -516,18 +518,33 @@ def _loaded(model: str, threads: int | None):
     return _LOADED[key]
 
 
+def flat_channel_counts(flat_seconds: np.ndarray, windows: list, spec: FeatureSpec, missing: np.ndarray) -> np.ndarray:
+    """Per window, the channels flat over any whole second inside it (the monitor's rule), the
+    `missing` (zero-filled) ones left out. flat_seconds : (n_channels, n_seconds) bool."""
+    n_seconds = flat_seconds.shape[1]
+    counts = np.empty(len(windows), int)
+    for i, w in enumerate(windows):
+        first = int(np.ceil(w.start_s - 1e-9))
+        last = min(int(np.floor(w.end_s + 1e-9)), n_seconds)  # seconds [first, last) lie inside the window
+        counts[i] = int((flat_seconds[:, first:last].any(axis=1) & ~missing).sum())
+    return counts
+
+
 class ScoredRecording(NamedTuple):
     windows: WindowSet  # features dropped
     scores: dict  # {method: per-window scores}
     top_band_drop: float  # median over the windows of `top_band_drop` (NaN without windows)
     heart_beats_removed: np.ndarray  # per window: were its heart beats removed before the features?
     muscle_like_channels: np.ndarray  # per window: derivations whose power rises into 20-30 Hz (EMG-like)
+    flat_channels: np.ndarray  # per window: derivations flat over a second of it, besides the missing ones
 
 
 def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
-                    threads: int | None = None) -> ScoredRecording:
+                    threads: int | None = None, force: bool = False) -> ScoredRecording:
     """One recording's windows, scores and checks: the unit of work of serial, local-worker and
-    Ray scoring alike."""
+    Ray scoring alike. A window the monitor would reject for flat channels (`window_rejection`;
+    after the band-pass a saturated channel is flat too) gets NaN from every method: the monitor
+    scores nothing there, so nothing can alarm there."""
     from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers, _ = _loaded(model, threads)
@@ -536,6 +553,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     drops: list[np.ndarray] = []
     cleaned: list[np.ndarray] = []
     muscle: list[np.ndarray] = []
+    flat_seconds: list[np.ndarray] = []
 
     def score_batch(log_power):
         model_p.append(predict(log_power))
@@ -543,18 +561,25 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
         cleaned.append(transform.last_heart_beats_removed.copy())
         muscle.append(muscle_like(log_power, spec.freqs_hz).sum(axis=1))
 
-    rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s,
-                            allow_missing=allow_missing, source=source, on_batch=score_batch)
-    methods = score_methods(np.concatenate(model_p), threshold, rec, peers) if rec.windows else {}
+    rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
+                            source=source, on_batch=score_batch, flat_seconds=flat_seconds)
+    if not rec.windows:
+        return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
+                               {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int))
+    missing = {label for labels in rec.zero_filled.values() for label in labels}
+    n_flat = flat_channel_counts(np.concatenate(flat_seconds, axis=1), rec.windows, spec,
+                                 np.isin(spec.channels, list(missing)))
+    rejected = np.array([window_rejection(int(k), len(missing), len(spec.channels), force=force) is not None
+                         for k in n_flat], bool)
+    methods = score_methods(np.concatenate(model_p), threshold, rec, peers)
+    scores = {m: np.where(rejected, np.nan, p).astype(np.float32) for m, (p, _) in methods.items()}
     return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
-                           {m: p.astype(np.float32) for m, (p, _) in methods.items()},
-                           float(np.median(np.concatenate(drops))) if rec.windows else float("nan"),
-                           np.concatenate(cleaned) if rec.windows else np.zeros(0, bool),
-                           np.concatenate(muscle) if rec.windows else np.zeros(0, int))
+                           scores, float(np.median(np.concatenate(drops))), np.concatenate(cleaned),
+                           np.concatenate(muscle), n_flat)
 
 
 def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
-                       workers: int = 1, ray_address: str | None = None):
+                       workers: int = 1, ray_address: str | None = None, force: bool = False):
     """(windows, scores) of each recording, in order, scored in this process, in `workers` local
     processes, or as one Ray task per recording."""
     if ray_address:
@@ -566,7 +591,7 @@ def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int,
         if started:
             ray.init(address=None if ray_address == "local" else ray_address, log_to_driver=False)
         task = ray.remote(num_cpus=1)(score_recording)
-        refs = [task.remote(model, lr, hop_s, allow_missing, source, 1) for lr in recs]
+        refs = [task.remote(model, lr, hop_s, allow_missing, source, 1, force) for lr in recs]
         try:
             for ref in refs:  # in order, so scores.csv is the same as serial
                 yield ray.get(ref)
@@ -587,7 +612,7 @@ def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int,
         try:
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 yield from pool.map(partial(score_recording, model, hop_s=hop_s, allow_missing=allow_missing,
-                                            source=source, threads=1), recs)
+                                            source=source, threads=1, force=force), recs)
         finally:
             for k, v in saved.items():
                 if v is None:
@@ -596,13 +621,14 @@ def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int,
                     os.environ[k] = v
     else:
         for lr in recs:
-            yield score_recording(model, lr, hop_s, allow_missing, source)
+            yield score_recording(model, lr, hop_s, allow_missing, source, force=force)
 
 
 SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
 # after the peers' scores: 1 where the window's cardiac artefact was subtracted before its features;
-# how many derivations rise from 8-12 into 20-30 Hz like scalp muscle (named, not removed)
-CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels"]
+# how many derivations rise from 8-12 into 20-30 Hz like scalp muscle (named, not removed); how
+# many are flat over a second of the window besides the missing ones (too many: every score NaN)
+CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "flat_channels"]
 
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
@@ -654,16 +680,23 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     peer_names = list(peers.thresholds()) if peers else []
     methods_p: dict[str, list[np.ndarray]] = {}
     kept: list[WindowSet] = []
-    zero_filled, band_limited = {}, {}
+    zero_filled, band_limited, unscorable = {}, {}, {}
     with open(out / "scores.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS + peer_names + CLEANING_COLUMNS)
         recs = find_labelled_recordings(data)
-        for rec, scores, drop, cleaned, muscle in _scored_recordings(str(model), recs, hop_s, allow_missing,
-                                                             Path(data).name, workers=workers,
-                                                             ray_address=ray_address):
+        for rec, scores, drop, cleaned, muscle, flat in _scored_recordings(str(model), recs, hop_s, allow_missing,
+                                                                   Path(data).name, workers=workers,
+                                                                   ray_address=ray_address, force=force):
             if not rec.windows:
                 continue
+            n_rejected = int(np.isnan(scores["model"]).sum())
+            if n_rejected:
+                name = rec.windows[0].recording
+                unscorable[name] = n_rejected
+                print(f"warning: {name}: {n_rejected} of {len(rec.windows)} windows not scored: flat channels "
+                      f"(more than {MAX_BAD_CHANNELS}, or with the missing ones more than a quarter), as the monitor "
+                      f"rejects them; they cannot alarm", file=sys.stderr)
             for name, chans in rec.zero_filled.items():
                 zero_filled[name] = chans
                 print(f"warning: {name}: {len(chans)} channel(s) zero-filled: {', '.join(chans)}", file=sys.stderr)
@@ -674,7 +707,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
                                 + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names]
-                                + [int(cleaned[i]), int(muscle[i])])
+                                + [int(cleaned[i]), int(muscle[i]), int(flat[i])])
             fh.flush()
             for m, p in scores.items():
                 methods_p.setdefault(m, []).append(p)
@@ -688,6 +721,8 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     metrics = {**results["model"], "model": str(model), "data": str(data),
                "classical_peers": {m: r for m, r in results.items() if m != "model"},
                "zero_filled_channels": zero_filled,
+               # {recording: windows not scored because channels went flat (NaN in scores.csv)}
+               "unscorable_windows": unscorable,
                # {recording: median top_band_drop} of recordings that look low-passed below the spec's band
                "band_limited_recordings": band_limited}
     mpath, cpath = write_metrics(metrics, out, f"{Path(model).name} on {Path(data).name}")

@@ -35,6 +35,49 @@ def zero_fill_limit(n_channels: int) -> int:
     return int(n_channels * ZERO_FILL_MAX_FRACTION)
 
 
+# Derivations a window may have flat or saturated (zero-filled before scoring) and still be scored;
+# with more, or with these and the missing ones past a quarter, it is rejected as the EEG of a
+# failing electrode or headbox, not scored: with half its derivations flat (one hemisphere and the
+# midline), the shipped model read every window of healthy EEG as a seizure.
+MAX_BAD_CHANNELS = 2
+# A channel is flat below this peak-to-peak, saturated when over 1 % of its samples reach this
+FLAT_UV, SATURATION_UV = 0.5, 3000.0
+
+
+def flat_blocks(x: np.ndarray, flat_uv: float, block: int) -> np.ndarray:
+    """Peak-to-peak below `flat_uv` in each complete block of `block` samples (a remainder is left
+    out). x : (..., n_channels, n_times) → (..., n_channels, n_times // block) bool."""
+    x = np.asarray(x)
+    k = x.shape[-1] // block
+    return np.ptp(x[..., :k * block].reshape(*x.shape[:-1], k, block), axis=-1) < flat_uv
+
+
+def flat_channels(x: np.ndarray, flat_uv: float, block: int | None = None) -> np.ndarray:
+    """Which channels are flat: peak-to-peak below `flat_uv` over the window or, with `block`
+    samples, over any of its consecutive blocks (an electrode that comes off during the window
+    leaves a flat stretch beside its EEG, and the window's EEG is no longer the head's).
+    x : (..., n_channels, n_times) → (..., n_channels) bool."""
+    x = np.asarray(x)
+    n = x.shape[-1]
+    if not block or block >= n:
+        return np.ptp(x, axis=-1) < flat_uv
+    flat = flat_blocks(x, flat_uv, block).any(axis=-1)
+    if n % block:  # the remainder, in a block that ends with the window
+        flat |= np.ptp(x[..., n - block:], axis=-1) < flat_uv
+    return flat
+
+
+def window_rejection(n_bad: int, n_missing: int, n_channels: int, *, max_bad: int = MAX_BAD_CHANNELS,
+                     force: bool = False) -> str | None:
+    """Why a window with `n_bad` flat or saturated channels, besides `n_missing` zero-filled ones,
+    cannot be scored; None when it can. The monitor's rule, and `ictal evaluate`'s."""
+    if n_bad > max_bad:
+        return "flat or saturated channels"
+    if n_bad + n_missing > zero_fill_limit(n_channels) and not force:
+        return "flat or saturated channels besides the missing ones"
+    return None
+
+
 def check_zero_fill(allow_missing: int, n_channels: int, *, force: bool = False, model_name: str = "model") -> None:
     """Refuse `--allow-missing` beyond `zero_fill_limit` unless `force`, with the way out."""
     limit = zero_fill_limit(n_channels)

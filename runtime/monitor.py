@@ -19,7 +19,8 @@ import numpy as np
 from .alerts import AlertStateMachine
 from .artefacts import muscle_channels
 from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
-from .channels import check_zero_fill, resolve_montage, unique_labels, zero_fill_limit
+from .channels import (FLAT_UV, MAX_BAD_CHANNELS, SATURATION_UV, check_zero_fill, flat_channels, resolve_montage,
+                       unique_labels, window_rejection)
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
@@ -43,16 +44,15 @@ TECHNICAL_ALARMS = {
 # Windows whose median top-band drop decides the band_limited alarm, and the hysteresis that clears it
 BAND_CHECK_WINDOWS, BAND_CLEAR_MARGIN = 30, 0.1
 
-# A channel is flat below this peak-to-peak, saturated when over 1 % of its samples reach this
-FLAT_UV, SATURATION_UV = 0.5, 3000.0
 
 
 def channel_quality(raw_uv: np.ndarray, channels: list[str], flat_uv: float = FLAT_UV,
-                    saturation_uv: float = SATURATION_UV) -> tuple[list[str], list[str]]:
-    """(flat, saturated) channel names of montaged, unfiltered µV, shape (n_channels, n_times)."""
-    ptp = np.ptp(raw_uv, axis=1)
+                    saturation_uv: float = SATURATION_UV, block: int | None = None) -> tuple[list[str], list[str]]:
+    """(flat, saturated) channel names of montaged, unfiltered µV, shape (n_channels, n_times);
+    with `block`, a channel flat over any `block` consecutive samples is flat (see `flat_channels`)."""
+    flat = flat_channels(raw_uv, flat_uv, block)
     sat = np.mean(np.abs(raw_uv) >= saturation_uv, axis=1) > 0.01
-    return ([c for c, v in zip(channels, ptp) if v < flat_uv], [c for c, s in zip(channels, sat) if s])
+    return [c for c, f in zip(channels, flat) if f], [c for c, s in zip(channels, sat) if s]
 
 
 class RingBuffer:
@@ -143,7 +143,7 @@ class Monitor:
                  explain_dir: str | Path | None = None, gradcam_checkpoint: str | Path | None = None,
                  lsl_outputs: bool = True, console: bool = True, resolve_timeout_s: float = 10.0,
                  baseline_lookback_s: float = 60.0, gap_tolerance_s: float = 0.25, stale_s: float = 2.0,
-                 max_bad_channels: int = 2, saturation_uv: float = SATURATION_UV, flat_uv: float = FLAT_UV,
+                 max_bad_channels: int = MAX_BAD_CHANNELS, saturation_uv: float = SATURATION_UV, flat_uv: float = FLAT_UV,
                  threads: int | None = None, name: str = "ictal", cam_layer: str = "layer4",
                  units: str | None = None, rejected_alarm_windows: int = 3, behind_s: float = 5.0,
                  rate_tolerance: float = 0.02, rate_span_s: float = 30.0):
@@ -155,7 +155,6 @@ class Monitor:
         self.hop = max(1, int(round(hop_s * self.spec.sfreq_hz)))
         self.win = self.spec.n_samples
         self.allow_missing, self.force = allow_missing, force
-        self.zero_fill_limit = zero_fill_limit(len(self.spec.channels))
         check_zero_fill(allow_missing, len(self.spec.channels), force=force, model_name=f"model {self.scorer.name}")
         self.alerts = AlertStateMachine(self.scorer.threshold, k, n, quiet_s, refractory_s)
         self.name = name
@@ -455,14 +454,17 @@ class Monitor:
         t_end = float(t[-1])
         if bad.any():
             return self._reject(t_end, "non-finite samples", bad_samples=int(bad.sum()))
-        flat, saturated = channel_quality(raw, self.spec.channels, self.flat_uv, self.saturation_uv)
+        # flat over any second of the window: an electrode that came off mid-window leaves EEG
+        # that is no longer the head's (half the channels flat for 3 s of 10 read p 0.61)
+        flat, saturated = channel_quality(raw, self.spec.channels, self.flat_uv, self.saturation_uv,
+                                          block=int(round(self.spec.sfreq_hz)))
         missing = [c for c, how in zip(self.spec.channels, self.montage.how) if how.startswith("missing")]
         bad_channels = sorted(set(flat + saturated) - set(missing))
-        if len(bad_channels) > self.max_bad_channels:
-            return self._reject(t_end, "flat or saturated channels", flat=flat, saturated=saturated)
-        if len(bad_channels) + len(missing) > self.zero_fill_limit and not self.force:
-            return self._reject(t_end, "flat or saturated channels besides the missing ones", flat=flat,
-                                saturated=saturated, missing=missing)
+        why = window_rejection(len(bad_channels), len(missing), len(self.spec.channels),
+                               max_bad=self.max_bad_channels, force=self.force)
+        if why:
+            return self._reject(t_end, why, flat=flat, saturated=saturated,
+                                **({"missing": missing} if missing else {}))
         self.n_rejected_run = 0
         self._technical("windows_rejected", False)
         # zero-fill a few bad channels: the ResNet was trained with channel drop-out, and the summary

@@ -160,7 +160,7 @@ def test_scoring_a_recording_keeps_one_batch_of_features_and_gives_the_same_scor
     from ictal.runtime.shipped import SHIPPED_MODEL
 
     (lr,) = find_labelled_recordings(neonatal_dir / "neo07_seizure.edf")
-    windows, scores, drop, cleaned, _ = score_recording(str(SHIPPED_MODEL), lr, hop_s=1.0, allow_missing=0,
+    windows, scores, drop, cleaned, _, _ = score_recording(str(SHIPPED_MODEL), lr, hop_s=1.0, allow_missing=0,
                                                      source="neonatal")
     predict, spec, *_ = load_model(SHIPPED_MODEL)
     kept = recording_windows(lr, spec, log_power_transform(spec), hop_s=1.0, seizure_hop_s=1.0)

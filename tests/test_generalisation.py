@@ -187,8 +187,10 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
     assert m["seizure_free"]["duration_h"] > 0  # syn02 and syn04 have no seizure
     rows = list(csv.DictReader(open(tmp_path / "scores.csv")))
     assert {"recording", "start_s", "end_s", "seizure_fraction", "p", "line_length", "band_power"} <= set(rows[0])
-    # one row per scored window, ambiguous windows included
+    # one row per window, ambiguous (and unscorable: none here) windows included
+    assert m["window"]["n_unscorable_windows_excluded"] == 0 and m["unscorable_windows"] == {}
     assert len(rows) == m["window"]["n_windows"] + m["window"]["n_ambiguous_windows_excluded"]
+    assert {row["flat_channels"] for row in rows} == {"0"}
     assert float(rows[0]["end_s"]) - float(rows[0]["start_s"]) == 10.0
     assert "line_length" in r.stdout and "/24 h" in r.stdout
 
@@ -365,6 +367,50 @@ def _low_passed(rec, cutoff_hz: float, source: str):
 
     sos = butter(4, cutoff_hz, "lowpass", fs=rec.sfreq_hz, output="sos")
     return dataclasses.replace(rec, data_uv=sosfiltfilt(sos, rec.data_uv, axis=1), source=source)
+
+
+def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_channels(eegmmidb_dir, tmp_path):
+    """Half a headbox coming off (the right hemisphere's and the midline's electrodes flat for 30 s)
+    leaves 9 of the 18 derivations flat; the shipped model then reads healthy EEG as a seizure on
+    every window (the flat-channel guard's reference, the median channel, is flat). The monitor
+    rejects such windows; `ictal evaluate` must not count them as false alarms either."""
+    import dataclasses
+
+    from test_cli import _ictal
+
+    from ictal.runtime.edf import write_edf
+    from ictal.runtime.scorer import score_edf
+    from ictal.runtime.shipped import SHIPPED_MODEL
+
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    off = {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}
+    data_uv = rec.data_uv.copy()
+    sf = rec.sfreq_hz
+    for i, label in enumerate(rec.labels):
+        if label.strip(".").upper() in off:
+            data_uv[i, int(20 * sf):int(50 * sf)] = 0.0
+    folder = tmp_path / "data"
+    folder.mkdir()
+    path = write_edf(dataclasses.replace(rec, data_uv=data_uv), folder / "headbox.edf")
+    unguarded = score_edf(SHIPPED_MODEL, path, hop_s=2.0)
+    flat_inside = (unguarded.start_s >= 20) & (unguarded.end_s <= 50)
+    assert (unguarded.p[flat_inside] >= unguarded.threshold).all()  # what the rule prevents
+
+    r = _ictal("evaluate", folder, "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "out", "--hop", "2")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(tmp_path / "out" / "scores.csv")))
+    start = np.array([float(row["start_s"]) for row in rows])
+    nan = np.array([row["p"] == "nan" for row in rows])
+    flat = np.array([int(row["flat_channels"]) for row in rows])
+    inside = (start >= 20) & (start + 10 <= 50)
+    assert nan[inside].all() and (flat[inside] == 9).all()
+    assert not nan[start + 10 <= 19].any() and (flat[start + 10 <= 19] == 0).all()
+    assert all(row["line_length"] == "nan" for row, n in zip(rows, nan) if n)  # the peers skip them too
+    assert m["unscorable_windows"] == {"headbox.edf": int(nan.sum())}
+    assert m["window"]["n_unscorable_windows_excluded"] == int(nan.sum())
+    assert m["seizure_free"]["false_alarms"] == 0
+    assert "headbox.edf" in r.stderr and "not scored: flat channels" in r.stderr
 
 
 def test_evaluate_names_a_recording_low_passed_below_the_models_band(eegmmidb_dir, tmp_path):

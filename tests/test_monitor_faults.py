@@ -151,6 +151,28 @@ def test_missing_and_flat_channels_together_beyond_a_quarter_are_not_scored(tiny
     assert mon.n_scored >= 10, "--force scores them anyway"
 
 
+def test_a_window_is_rejected_as_soon_as_half_the_head_goes_flat_not_once_all_of_it_is_flat(tiny_model, tmp_path):
+    """Half a headbox comes off at 20 s (the right hemisphere's and the midline's electrodes: 9 of
+    the 18 derivations flat). A window with a flat second in it is no longer the head's EEG (the
+    shipped model read 3 flat seconds of 10 as p 0.61), so it is rejected then, not 10 s later
+    when the whole window has gone flat."""
+    import dataclasses
+
+    from ictal.stream_sim.synthetic import ELECTRODES
+
+    rec = synthetic_recording(40, [], seed=942, labels=list(ELECTRODES), name="headbox")
+    off = [i for i, e in enumerate(rec.labels) if e in {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}]
+    data_uv = rec.data_uv.copy()
+    data_uv[off, int(20 * rec.sfreq_hz):] = 0.0
+    mon, log = _replay_into(tiny_model["onnx"], dataclasses.replace(rec, data_uv=data_uv), tmp_path)
+    t0 = mon.first_t_lsl
+    scored = [e["t_lsl"] - t0 for e in _events(log, "score")]
+    rejected = [e for e in _events(log, "window_rejected")]
+    assert scored and max(scored) < 21.1, "no window with a whole flat second is scored"
+    assert min(e["t_lsl"] - t0 for e in rejected) < 21.1 and len(rejected) >= 15
+    assert all(e["reason"] == "flat or saturated channels" and len(e["flat"]) == 9 for e in rejected)
+
+
 def test_a_stream_that_lies_about_its_rate_raises_a_rate_alarm(tiny_model, tmp_path):
     rec = synthetic_recording(40, [], seed=934, name="rate")  # 256 Hz samples declared as 250 Hz
     _, log = _replay_into(tiny_model["onnx"], rec, tmp_path, replay_kw={"faults": Faults(declared_rate_hz=250.0)},
