@@ -147,17 +147,17 @@ class WindowSet:
 def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTransform, *, hop_s: float,
                       seizure_hop_s: float, allow_missing: int = 0, source: str = "",
                       on_batch: Callable[[np.ndarray], None] | None = None,
-                      flat_seconds: list | None = None) -> WindowSet:
+                      quality_seconds: list | None = None) -> WindowSet:
     """Every labelled window of one recording with its model and peer features.
 
     With `on_batch`, each batch of windows' log power goes to it in order and is not kept (`x` is
     empty): scoring a long recording then holds one batch of features, not all of them (at a 1-s
-    hop, 830 MB an hour). With `flat_seconds` (a list), the recording's per-second flat-channel
-    masks are appended to it (see `runtime.windows.condition_edf`).
+    hop, 830 MB an hour). With `quality_seconds` (a list), the recording's per-second flat and
+    saturated channels are appended to it (see `runtime.windows.condition_edf`).
     """
     zero_filled: list[str] = []
     data, _ = load_labelled(lr.path, lr.seizures, spec, allow_missing=allow_missing, zero_filled=zero_filled,
-                            flat_seconds=flat_seconds)
+                            quality_seconds=quality_seconds)
     duration = data.shape[1] / spec.sfreq_hz
     wins = make_windows(duration, lr.seizures, window_s=spec.window_s, hop_s=hop_s, seizure_hop_s=seizure_hop_s,
                         recording=lr.path.name, patient=lr.patient)

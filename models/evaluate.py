@@ -13,7 +13,7 @@ import numpy as np
 
 from ictal.runtime.artefacts import muscle_like
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
-from ictal.runtime.channels import MAX_BAD_CHANNELS, check_zero_fill, window_rejection
+from ictal.runtime.channels import MAX_BAD_CHANNELS, SATURATED_SHARE, check_zero_fill, window_rejection
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
@@ -518,15 +518,19 @@ def _loaded(model: str, threads: int | None):
     return _LOADED[key]
 
 
-def flat_channel_counts(flat_seconds: np.ndarray, windows: list, spec: FeatureSpec, missing: np.ndarray) -> np.ndarray:
-    """Per window, the channels flat over any whole second inside it (the monitor's rule), the
-    `missing` (zero-filled) ones left out. flat_seconds : (n_channels, n_seconds) bool."""
-    n_seconds = flat_seconds.shape[1]
+def bad_channel_counts(quality_seconds: list, windows: list, missing: np.ndarray,
+                       saturated_share: float = SATURATED_SHARE) -> np.ndarray:
+    """Per window, the channels flat over any whole second inside it or saturated on more than
+    `saturated_share` of its samples (the monitor's rules), the `missing` (zero-filled) ones left
+    out. quality_seconds: the (flat, saturated share) pairs per block of `condition_edf`."""
+    flat = np.concatenate([f for f, _ in quality_seconds], axis=1)
+    saturated = np.concatenate([s for _, s in quality_seconds], axis=1)
     counts = np.empty(len(windows), int)
     for i, w in enumerate(windows):
         first = int(np.ceil(w.start_s - 1e-9))
-        last = min(int(np.floor(w.end_s + 1e-9)), n_seconds)  # seconds [first, last) lie inside the window
-        counts[i] = int((flat_seconds[:, first:last].any(axis=1) & ~missing).sum())
+        last = min(int(np.floor(w.end_s + 1e-9)), flat.shape[1])  # seconds [first, last) lie inside the window
+        bad = flat[:, first:last].any(axis=1) | (saturated[:, first:last].mean(axis=1) > saturated_share)
+        counts[i] = int((bad & ~missing).sum())
     return counts
 
 
@@ -536,15 +540,15 @@ class ScoredRecording(NamedTuple):
     top_band_drop: float  # median over the windows of `top_band_drop` (NaN without windows)
     heart_beats_removed: np.ndarray  # per window: were its heart beats removed before the features?
     muscle_like_channels: np.ndarray  # per window: derivations whose power rises into 20-30 Hz (EMG-like)
-    flat_channels: np.ndarray  # per window: derivations flat over a second of it, besides the missing ones
+    bad_channels: np.ndarray  # per window: derivations flat over a second of it or saturated, besides the missing
 
 
 def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
                     threads: int | None = None, force: bool = False) -> ScoredRecording:
     """One recording's windows, scores and checks: the unit of work of serial, local-worker and
-    Ray scoring alike. A window the monitor would reject for flat channels (`window_rejection`;
-    after the band-pass a saturated channel is flat too) gets NaN from every method: the monitor
-    scores nothing there, so nothing can alarm there."""
+    Ray scoring alike. A window the monitor would reject for flat or saturated channels
+    (`window_rejection`) gets NaN from every method: the monitor scores nothing there, so nothing
+    can alarm there."""
     from .data import log_power_transform, recording_windows
 
     predict, spec, threshold, peers, _ = _loaded(model, threads)
@@ -553,7 +557,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     drops: list[np.ndarray] = []
     cleaned: list[np.ndarray] = []
     muscle: list[np.ndarray] = []
-    flat_seconds: list[np.ndarray] = []
+    quality_seconds: list[tuple[np.ndarray, np.ndarray]] = []
 
     def score_batch(log_power):
         model_p.append(predict(log_power))
@@ -562,20 +566,19 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
         muscle.append(muscle_like(log_power, spec.freqs_hz).sum(axis=1))
 
     rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
-                            source=source, on_batch=score_batch, flat_seconds=flat_seconds)
+                            source=source, on_batch=score_batch, quality_seconds=quality_seconds)
     if not rec.windows:
         return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
                                {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int))
     missing = {label for labels in rec.zero_filled.values() for label in labels}
-    n_flat = flat_channel_counts(np.concatenate(flat_seconds, axis=1), rec.windows, spec,
-                                 np.isin(spec.channels, list(missing)))
+    n_bad = bad_channel_counts(quality_seconds, rec.windows, np.isin(spec.channels, list(missing)))
     rejected = np.array([window_rejection(int(k), len(missing), len(spec.channels), force=force) is not None
-                         for k in n_flat], bool)
+                         for k in n_bad], bool)
     methods = score_methods(np.concatenate(model_p), threshold, rec, peers)
     scores = {m: np.where(rejected, np.nan, p).astype(np.float32) for m, (p, _) in methods.items()}
     return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
                            scores, float(np.median(np.concatenate(drops))), np.concatenate(cleaned),
-                           np.concatenate(muscle), n_flat)
+                           np.concatenate(muscle), n_bad)
 
 
 def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
@@ -627,8 +630,8 @@ def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int,
 SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
 # after the peers' scores: 1 where the window's cardiac artefact was subtracted before its features;
 # how many derivations rise from 8-12 into 20-30 Hz like scalp muscle (named, not removed); how
-# many are flat over a second of the window besides the missing ones (too many: every score NaN)
-CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "flat_channels"]
+# many are flat over a second of the window or saturated, besides the missing ones (too many: NaN scores)
+CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "bad_channels"]
 
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
@@ -685,7 +688,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS + peer_names + CLEANING_COLUMNS)
         recs = find_labelled_recordings(data)
-        for rec, scores, drop, cleaned, muscle, flat in _scored_recordings(str(model), recs, hop_s, allow_missing,
+        for rec, scores, drop, cleaned, muscle, bad in _scored_recordings(str(model), recs, hop_s, allow_missing,
                                                                    Path(data).name, workers=workers,
                                                                    ray_address=ray_address, force=force):
             if not rec.windows:
@@ -694,9 +697,9 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
             if n_rejected:
                 name = rec.windows[0].recording
                 unscorable[name] = n_rejected
-                print(f"warning: {name}: {n_rejected} of {len(rec.windows)} windows not scored: flat channels "
-                      f"(more than {MAX_BAD_CHANNELS}, or with the missing ones more than a quarter), as the monitor "
-                      f"rejects them; they cannot alarm", file=sys.stderr)
+                print(f"warning: {name}: {n_rejected} of {len(rec.windows)} windows not scored: flat or saturated "
+                      f"channels (more than {MAX_BAD_CHANNELS}, or with the missing ones more than a quarter), as the "
+                      f"monitor rejects them; they cannot alarm", file=sys.stderr)
             for name, chans in rec.zero_filled.items():
                 zero_filled[name] = chans
                 print(f"warning: {name}: {len(chans)} channel(s) zero-filled: {', '.join(chans)}", file=sys.stderr)
@@ -707,7 +710,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
                                 + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names]
-                                + [int(cleaned[i]), int(muscle[i]), int(flat[i])])
+                                + [int(cleaned[i]), int(muscle[i]), int(bad[i])])
             fh.flush()
             for m, p in scores.items():
                 methods_p.setdefault(m, []).append(p)
@@ -721,7 +724,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     metrics = {**results["model"], "model": str(model), "data": str(data),
                "classical_peers": {m: r for m, r in results.items() if m != "model"},
                "zero_filled_channels": zero_filled,
-               # {recording: windows not scored because channels went flat (NaN in scores.csv)}
+               # {recording: windows not scored because channels went flat or saturated (NaN in scores.csv)}
                "unscorable_windows": unscorable,
                # {recording: median top_band_drop} of recordings that look low-passed below the spec's band
                "band_limited_recordings": band_limited}

@@ -40,8 +40,8 @@ def zero_fill_limit(n_channels: int) -> int:
 # failing electrode or headbox, not scored: with half its derivations flat (one hemisphere and the
 # midline), the shipped model read every window of healthy EEG as a seizure.
 MAX_BAD_CHANNELS = 2
-# A channel is flat below this peak-to-peak, saturated when over 1 % of its samples reach this
-FLAT_UV, SATURATION_UV = 0.5, 3000.0
+# A channel is flat below this peak-to-peak, saturated when over SATURATED_SHARE of its samples reach this
+FLAT_UV, SATURATION_UV, SATURATED_SHARE = 0.5, 3000.0, 0.01
 
 
 def flat_blocks(x: np.ndarray, flat_uv: float, block: int) -> np.ndarray:
@@ -50,6 +50,15 @@ def flat_blocks(x: np.ndarray, flat_uv: float, block: int) -> np.ndarray:
     x = np.asarray(x)
     k = x.shape[-1] // block
     return np.ptp(x[..., :k * block].reshape(*x.shape[:-1], k, block), axis=-1) < flat_uv
+
+
+def saturated_fraction_blocks(x: np.ndarray, saturation_uv: float, block: int) -> np.ndarray:
+    """Share of samples at or beyond ±`saturation_uv` in each complete block of `block` samples.
+    x : (..., n_channels, n_times) → (..., n_channels, n_times // block) float32."""
+    x = np.asarray(x)
+    k = x.shape[-1] // block
+    return np.mean(np.abs(x[..., :k * block].reshape(*x.shape[:-1], k, block)) >= saturation_uv,
+                   axis=-1).astype(np.float32)
 
 
 def flat_channels(x: np.ndarray, flat_uv: float, block: int | None = None) -> np.ndarray:

@@ -19,8 +19,8 @@ import numpy as np
 from .alerts import AlertStateMachine
 from .artefacts import muscle_channels
 from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
-from .channels import (FLAT_UV, MAX_BAD_CHANNELS, SATURATION_UV, check_zero_fill, flat_channels, resolve_montage,
-                       unique_labels, window_rejection)
+from .channels import (FLAT_UV, MAX_BAD_CHANNELS, SATURATED_SHARE, SATURATION_UV, check_zero_fill, flat_channels,
+                       resolve_montage, unique_labels, window_rejection)
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
@@ -51,7 +51,7 @@ def channel_quality(raw_uv: np.ndarray, channels: list[str], flat_uv: float = FL
     """(flat, saturated) channel names of montaged, unfiltered µV, shape (n_channels, n_times);
     with `block`, a channel flat over any `block` consecutive samples is flat (see `flat_channels`)."""
     flat = flat_channels(raw_uv, flat_uv, block)
-    sat = np.mean(np.abs(raw_uv) >= saturation_uv, axis=1) > 0.01
+    sat = np.mean(np.abs(raw_uv) >= saturation_uv, axis=1) > SATURATED_SHARE
     return [c for c, f in zip(channels, flat) if f], [c for c, s in zip(channels, sat) if s]
 
 

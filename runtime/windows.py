@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .annotations import Seizure, check_seizures_within
-from .channels import FLAT_UV, flat_blocks, resolve_montage
+from .channels import FLAT_UV, SATURATION_UV, flat_blocks, resolve_montage, saturated_fraction_blocks
 from .conditioning import StreamingFilter, StreamingResampler
 from .edf import EdfFile, Recording, open_edf
 from .features import FeatureSpec
@@ -32,46 +32,48 @@ class _Conditioner:
     """Montage → resample → causal band-pass/notch, carried block to block: a recording fed to it
     whole or a block at a time gives the same samples.
 
-    With `flat_seconds` (a list), each second of the montaged, resampled EEG *before* the filter
-    is checked for flat channels (peak-to-peak under FLAT_UV, the monitor's rule on its unfiltered
-    samples: after the band-pass an electrode that goes flat still swings for seconds) and a
-    (n_channels, n_seconds) bool array is appended per block."""
+    With `quality_seconds` (a list), each second of the montaged, resampled EEG *before* the filter
+    is checked as the monitor checks its unfiltered samples (after the band-pass an electrode that
+    goes flat still swings for seconds, and a railed one is no longer at its rail): per block a
+    pair (flat, saturated) of (n_channels, n_seconds) arrays is appended, flat: peak-to-peak under
+    FLAT_UV; saturated: the share of samples at ±SATURATION_UV."""
 
     def __init__(self, labels: list[str], sfreq_hz: float, spec: FeatureSpec, *, source: str, allow_missing: int,
-                 model_name: str, zero_filled: list | None, flat_seconds: list | None = None):
+                 model_name: str, zero_filled: list | None, quality_seconds: list | None = None):
         self.montage = resolve_montage(labels, spec.channels, allow_missing=allow_missing,
                                        source_name=f"file '{source}'", model_name=model_name)
         if zero_filled is not None:
             zero_filled.extend(self.montage.missing)
         self.resampler = StreamingResampler(len(spec.channels), sfreq_hz, spec.sfreq_hz)
         self.filter = StreamingFilter(len(spec.channels), spec.sfreq_hz, spec.band_hz, spec.notch_hz)
-        self.flat_seconds = flat_seconds
+        self.quality_seconds = quality_seconds
         self.second = max(1, int(round(spec.sfreq_hz)))
         self._unchecked = np.zeros((len(spec.channels), 0))  # raw samples short of a whole second
 
     def __call__(self, block_uv: np.ndarray) -> np.ndarray:
         raw = self.resampler.process(self.montage.apply(block_uv))
-        if self.flat_seconds is not None:
+        if self.quality_seconds is not None:
             pending = np.concatenate([self._unchecked, raw], axis=1)
             whole = pending.shape[1] // self.second * self.second
-            self.flat_seconds.append(flat_blocks(pending[:, :whole], FLAT_UV, self.second))
+            self.quality_seconds.append((flat_blocks(pending[:, :whole], FLAT_UV, self.second),
+                                         saturated_fraction_blocks(pending[:, :whole], SATURATION_UV, self.second)))
             self._unchecked = pending[:, whole:]
         return self.filter.filter(raw)
 
 
 def condition_recording(rec: Recording, spec: FeatureSpec, *, allow_missing: int = 0,
                         model_name: str = "model", zero_filled: list | None = None,
-                        flat_seconds: list | None = None) -> np.ndarray:
+                        quality_seconds: list | None = None) -> np.ndarray:
     """Montage, resampling and filtering of a whole recording.
 
     Returns data_uv : ndarray, float32, shape (len(spec.channels), n_times) at spec.sfreq_hz (the
     CWT reads float32 anyway: the same features at half the memory).
     The names of channels the recording lacks (zero-filled) are appended to `zero_filled`; with
-    `flat_seconds` (a list), per-second flat-channel masks (see `_Conditioner`).
+    `quality_seconds` (a list), per-second flat and saturated channels (see `_Conditioner`).
     """
     return _Conditioner(rec.labels, rec.sfreq_hz, spec, source=rec.source or rec.name, allow_missing=allow_missing,
                         model_name=model_name, zero_filled=zero_filled,
-                        flat_seconds=flat_seconds)(rec.data_uv).astype(np.float32)
+                        quality_seconds=quality_seconds)(rec.data_uv).astype(np.float32)
 
 
 CONDITION_BLOCK_S = 60.0
@@ -79,7 +81,7 @@ CONDITION_BLOCK_S = 60.0
 
 def condition_edf(edf: EdfFile, spec: FeatureSpec, *, allow_missing: int = 0, model_name: str = "model",
                   zero_filled: list | None = None, block_s: float = CONDITION_BLOCK_S,
-                  flat_seconds: list | None = None) -> np.ndarray:
+                  quality_seconds: list | None = None) -> np.ndarray:
     """`condition_recording` of an EDF on disk, read `block_s` at a time (the same samples).
 
     Memory holds the conditioned EEG in float32 (18 channels at 256 Hz: 66 MB an hour; the CWT
@@ -88,7 +90,8 @@ def condition_edf(edf: EdfFile, spec: FeatureSpec, *, allow_missing: int = 0, mo
     """
     step = max(1, int(round(block_s * edf.sfreq_hz)))
     condition = _Conditioner(edf.labels, edf.sfreq_hz, spec, source=edf.source, allow_missing=allow_missing,
-                             model_name=model_name, zero_filled=zero_filled, flat_seconds=flat_seconds)
+                             model_name=model_name, zero_filled=zero_filled,
+                             quality_seconds=quality_seconds)
     out = np.empty((len(spec.channels), condition.resampler.output_length(edf.n_times)), np.float32)
     k = 0
     for i in range(0, edf.n_times, step):
@@ -130,9 +133,9 @@ def window_samples(data: np.ndarray, spec: FeatureSpec, start_s: float) -> np.nd
 
 def load_labelled(path: str | Path, seizures: list[Seizure], spec: FeatureSpec, *,
                   allow_missing: int = 0, zero_filled: list | None = None,
-                  flat_seconds: list | None = None) -> tuple[np.ndarray, EdfFile]:
+                  quality_seconds: list | None = None) -> tuple[np.ndarray, EdfFile]:
     """Read and condition one EDF, a block at a time; check its seizures lie inside it."""
     edf = open_edf(path)
     check_seizures_within(seizures, edf.duration_s, str(path))
     return condition_edf(edf, spec, allow_missing=allow_missing, zero_filled=zero_filled,
-                         flat_seconds=flat_seconds), edf
+                         quality_seconds=quality_seconds), edf

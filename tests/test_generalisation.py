@@ -190,7 +190,7 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
     # one row per window, ambiguous (and unscorable: none here) windows included
     assert m["window"]["n_unscorable_windows_excluded"] == 0 and m["unscorable_windows"] == {}
     assert len(rows) == m["window"]["n_windows"] + m["window"]["n_ambiguous_windows_excluded"]
-    assert {row["flat_channels"] for row in rows} == {"0"}
+    assert {row["bad_channels"] for row in rows} == {"0"}
     assert float(rows[0]["end_s"]) - float(rows[0]["start_s"]) == 10.0
     assert "line_length" in r.stdout and "/24 h" in r.stdout
 
@@ -369,7 +369,8 @@ def _low_passed(rec, cutoff_hz: float, source: str):
     return dataclasses.replace(rec, data_uv=sosfiltfilt(sos, rec.data_uv, axis=1), source=source)
 
 
-def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_channels(eegmmidb_dir, tmp_path):
+def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_or_saturated_channels(eegmmidb_dir,
+                                                                                          tmp_path):
     """Half a headbox coming off (the right hemisphere's and the midline's electrodes flat for 30 s)
     leaves 9 of the 18 derivations flat; the shipped model then reads healthy EEG as a seizure on
     every window (the flat-channel guard's reference, the median channel, is flat). The monitor
@@ -402,7 +403,7 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_channels(e
     rows = list(csv.DictReader(open(tmp_path / "out" / "scores.csv")))
     start = np.array([float(row["start_s"]) for row in rows])
     nan = np.array([row["p"] == "nan" for row in rows])
-    flat = np.array([int(row["flat_channels"]) for row in rows])
+    flat = np.array([int(row["bad_channels"]) for row in rows])
     inside = (start >= 20) & (start + 10 <= 50)
     assert nan[inside].all() and (flat[inside] == 9).all()
     assert not nan[start + 10 <= 19].any() and (flat[start + 10 <= 19] == 0).all()
@@ -410,7 +411,23 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_channels(e
     assert m["unscorable_windows"] == {"headbox.edf": int(nan.sum())}
     assert m["window"]["n_unscorable_windows_excluded"] == int(nan.sum())
     assert m["seizure_free"]["false_alarms"] == 0
-    assert "headbox.edf" in r.stderr and "not scored: flat channels" in r.stderr
+    assert "headbox.edf" in r.stderr and "not scored: flat or saturated channels" in r.stderr
+
+    # O1 and O2 clipping at the amplifier's rail from 20 to 50 s: 4 derivations saturated, none flat
+    clipping = rec.data_uv.copy()
+    for i, label in enumerate(rec.labels):
+        if label.strip(".").upper() in {"O1", "O2"}:
+            clipping[i, int(20 * sf):int(50 * sf)] = np.clip(200 * clipping[i, int(20 * sf):int(50 * sf)], -3500, 3500)
+    path.unlink()
+    write_edf(dataclasses.replace(rec, data_uv=clipping), folder / "clipping.edf")
+    r = _ictal("evaluate", folder, "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "clip", "--hop", "2")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(tmp_path / "clip" / "scores.csv")))
+    start = np.array([float(row["start_s"]) for row in rows])
+    nan = np.array([row["p"] == "nan" for row in rows])
+    bad = np.array([int(row["bad_channels"]) for row in rows])
+    inside = (start >= 20) & (start + 10 <= 50)
+    assert nan[inside].all() and (bad[inside] == 4).all() and not nan[start + 10 <= 19].any()
 
 
 def test_evaluate_names_a_recording_low_passed_below_the_models_band(eegmmidb_dir, tmp_path):
