@@ -241,6 +241,21 @@ def test_a_stream_in_volts_scores_as_the_same_stream_in_microvolts(tiny_model, t
     np.testing.assert_allclose(p_v, p_uv, atol=1e-3)
 
 
+def test_volts_declared_as_microvolts_raise_a_technical_alarm_that_names_the_units(tiny_model, tmp_path, capsys):
+    """A stream whose EEG is in volts but whose channels say microvolts reads a million times too
+    small: every channel is flat. The alarm must send the reader to the units, not only say that
+    windows cannot be scored."""
+    import dataclasses
+
+    rec = synthetic_recording(30, [], seed=943, name="mislabelled")
+    mon, log = _replay_into(tiny_model["onnx"], dataclasses.replace(rec, data_uv=rec.data_uv * 1e-6), tmp_path,
+                            console=True)
+    assert mon.n_scored == 0
+    alarm = _events(log, "technical_alarm")[0]
+    assert alarm["reason"] == "windows_rejected" and alarm["why"].startswith("every channel flat")
+    assert "declared as microvolts" in alarm["why"] and "declared as microvolts" in capsys.readouterr().out
+
+
 def test_unknown_units_are_refused_unless_given(tiny_model, tmp_path):
     rec = synthetic_recording(30, [], seed=938, name="furlong")
     name = unique_stream_name()
