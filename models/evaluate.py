@@ -534,6 +534,17 @@ def bad_channel_counts(quality_seconds: list, windows: list, missing: np.ndarray
     return counts
 
 
+def rejected_windows(rec: WindowSet, quality_seconds: list, spec: FeatureSpec, *,
+                     force: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(rejected, bad channel counts) per window of one recording: the windows the monitor would
+    not score (`window_rejection`), from the recording's `quality_seconds`."""
+    missing = {label for labels in rec.zero_filled.values() for label in labels}
+    n_bad = bad_channel_counts(quality_seconds, rec.windows, np.isin(spec.channels, list(missing)))
+    rejected = np.array([window_rejection(int(k), len(missing), len(spec.channels), force=force) is not None
+                         for k in n_bad], bool)
+    return rejected, n_bad
+
+
 class ScoredRecording(NamedTuple):
     windows: WindowSet  # features dropped
     scores: dict  # {method: per-window scores}
@@ -570,10 +581,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     if not rec.windows:
         return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
                                {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int))
-    missing = {label for labels in rec.zero_filled.values() for label in labels}
-    n_bad = bad_channel_counts(quality_seconds, rec.windows, np.isin(spec.channels, list(missing)))
-    rejected = np.array([window_rejection(int(k), len(missing), len(spec.channels), force=force) is not None
-                         for k in n_bad], bool)
+    rejected, n_bad = rejected_windows(rec, quality_seconds, spec, force=force)
     methods = score_methods(np.concatenate(model_p), threshold, rec, peers)
     scores = {m: np.where(rejected, np.nan, p).astype(np.float32) for m, (p, _) in methods.items()}
     return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),

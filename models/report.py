@@ -20,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ictal.runtime.features import BANDS_HZ
-
+from ictal.runtime.annotations import find_labelled_recordings
 from ictal.runtime.channels import unique_labels
+from ictal.runtime.errors import DataError
+from ictal.runtime.features import BANDS_HZ
 from ictal.runtime.figures import draw_eeg
 from ictal.runtime.occlusion import WITHIN_WINDOW_KIND
 
-from .data import binary_target, build_windows, unambiguous
-from .evaluate import event_counts_by_recording, summarise, write_json
+from .data import WindowSet, binary_target, log_power_transform, recording_windows, unambiguous
+from .evaluate import event_counts_by_recording, rejected_windows, summarise, write_json
 from .explain import GradCAMPlusPlus, IntegratedGradients, band_importance
 from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
@@ -246,7 +247,7 @@ def pick_examples(ws, p: np.ndarray, threshold: float, per_kind: int) -> dict[st
     """Up to `per_kind` windows of each kind, typical rather than extreme (closest to the kind's
     median p), from as many recordings as possible, never overlapping one another."""
     y = binary_target(ws.label)
-    keep = unambiguous(ws.label)
+    keep = unambiguous(ws.label) & np.isfinite(p)  # NaN: a window the monitor would not score
     pos = p >= threshold
     masks = {"true positive": keep & (y == 1) & pos, "true negative": keep & (y == 0) & ~pos,
              "false positive": keep & (y == 0) & pos, "false negative": keep & (y == 1) & ~pos}
@@ -294,6 +295,28 @@ def event_table(ws, p: np.ndarray, threshold: float) -> list[dict]:
     return rows
 
 
+def _windows(data, spec, hop_s: float, allow_missing: int, force: bool, log) -> tuple:
+    """(windows with features, rejected) of every labelled recording under `data`, as `ictal
+    evaluate` windows them, with the windows the monitor would reject for flat or saturated channels."""
+    t0 = time.perf_counter()
+    transform = log_power_transform(spec)
+    sets, rejected = [], []
+    for lr in find_labelled_recordings(data):
+        quality: list = []
+        rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
+                                source=Path(data).name, quality_seconds=quality)
+        if rec.windows:
+            sets.append(rec)
+            rejected.append(rejected_windows(rec, quality, spec, force=force)[0])
+    if not sets:
+        raise DataError(f"{data}: no recording is long enough for one {spec.window_s:g}-s window")
+    ws = WindowSet.concat(sets)
+    log(f"{Path(data).name}: {len(sets)} recordings -> {len(ws.windows)} windows "
+        f"({int(np.sum(ws.label >= 0.5))} seizure, {int(np.sum(np.concatenate(rejected)))} not scorable) "
+        f"in {time.perf_counter() - t0:.1f} s")
+    return ws, np.concatenate(rejected)
+
+
 def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, n_examples: int = 1,
                  use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, force: bool = False,
                  cam_layer: str = "layer4", log=print) -> Path:
@@ -307,8 +330,9 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
     check_zero_fill(allow_missing, len(spec.channels), force=force, model_name=f"model {interp.name}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    ws = build_windows(data, spec, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing, log=log)
+    ws, rejected = _windows(data, spec, hop_s, allow_missing, force, log)
     p = predict_proba(interp.model, spec, ws.x)
+    p[rejected] = np.nan  # windows the monitor would not score: no metric, event or example counts them
     on_data = summarise(ws, p, thr)
     trained = set(interp.meta.get("trained_on", []))
     seen = sorted({w.recording for w in ws.windows} & trained)

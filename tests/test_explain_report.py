@@ -203,3 +203,29 @@ def test_report_of_a_hybrid_whose_resnet_adds_nothing_draws_no_gradcam_and_says_
     assert "Grad-CAM overlay" not in md and "Grad-CAM dominant band" not in md
     assert not list((tmp_path / "r").glob("*gradcam*.png"))
     assert list((tmp_path / "r").glob("*_matrices.png")) and list((tmp_path / "r").glob("*_ig.png"))
+
+
+def test_report_leaves_out_the_windows_the_monitor_would_not_score(eegmmidb_dir, tmp_path):
+    """Half a headbox off for 30 s of healthy EEG: the shipped model reads every such window as a
+    seizure, the monitor rejects them, and `ictal report` must neither count them as false alarms
+    nor pick one as a false-positive example."""
+    import dataclasses
+
+    from ictal.models.report import write_report
+    from ictal.runtime.edf import read_edf, write_edf
+    from ictal.runtime.shipped import SHIPPED_CHECKPOINT
+
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    data_uv, sf = rec.data_uv.copy(), rec.sfreq_hz
+    for i, label in enumerate(rec.labels):
+        if label.strip(".").upper() in {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}:
+            data_uv[i, int(20 * sf):int(50 * sf)] = 0.0
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_edf(dataclasses.replace(rec, data_uv=data_uv), folder / "headbox.edf")
+    report = write_report(SHIPPED_CHECKPOINT, folder, tmp_path / "r", n_examples=1, hop_s=2.0, log=lambda *_: None)
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    window = metrics["on_data"]["window"]
+    assert window["n_unscorable_windows_excluded"] >= 10 and window["confusion"]["fp"] == 0
+    assert metrics["events_per_recording"][0]["false_alarms"] == 0
+    assert "### Example 1: true negative" in report.read_text() and "false positive" in metrics["examples_missing"]
