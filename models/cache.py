@@ -30,7 +30,7 @@ from ictal.runtime.errors import DataError
 from ictal.runtime.features import FeatureSpec
 from ictal.runtime.windows import Window
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: windows the monitor would reject for flat or saturated channels are left out
 
 
 def _feature_fields(spec: FeatureSpec) -> dict:
@@ -135,7 +135,7 @@ def _build_entry(args) -> tuple[str, bool]:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     ws = recording_windows(lr, spec, log_power_transform(spec), hop_s=hop_s, seizure_hop_s=seizure_hop_s,
-                           allow_missing=allow_missing, source=source)
+                           allow_missing=allow_missing, source=source, drop_rejected=True)
     np.save(tmp / "x.npy", ws.x)
     np.savez(tmp / "peers.npz", line_length=ws.line_length, band_power=ws.band_power)
     meta = {"windows": [dataclasses.asdict(w) for w in ws.windows], "source": source,

@@ -18,6 +18,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ictal.runtime.annotations import LabelledRecording, find_labelled_recordings
+from ictal.runtime.channels import SATURATED_SHARE, window_rejection
 from ictal.runtime.features import BANDS_HZ, CWTransform, FeatureSpec
 from ictal.runtime.peers import line_length, relative_band_powers
 from ictal.runtime.windows import Window, load_labelled, make_windows, window_samples
@@ -144,17 +145,48 @@ class WindowSet:
                    z["line_length"], z["band_power"], meta["zero_filled"])
 
 
+def bad_channel_counts(quality_seconds: list, windows: list, missing: np.ndarray,
+                       saturated_share: float = SATURATED_SHARE) -> np.ndarray:
+    """Per window, the channels flat over any whole second inside it or saturated on more than
+    `saturated_share` of its samples (the monitor's rules), the `missing` (zero-filled) ones left
+    out. quality_seconds: the (flat, saturated share) pairs per block of `condition_edf`."""
+    flat = np.concatenate([f for f, _ in quality_seconds], axis=1)
+    saturated = np.concatenate([s for _, s in quality_seconds], axis=1)
+    counts = np.empty(len(windows), int)
+    for i, w in enumerate(windows):
+        first = int(np.ceil(w.start_s - 1e-9))
+        last = min(int(np.floor(w.end_s + 1e-9)), flat.shape[1])  # seconds [first, last) lie inside the window
+        bad = flat[:, first:last].any(axis=1) | (saturated[:, first:last].mean(axis=1) > saturated_share)
+        counts[i] = int((bad & ~missing).sum())
+    return counts
+
+
+def rejected_windows(windows: list[Window], missing: list[str], quality_seconds: list, spec: FeatureSpec, *,
+                     force: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(rejected, bad channel counts) per window of one recording: the windows the monitor would
+    not score (`window_rejection`), from the recording's `quality_seconds` and the channels it lacks
+    (`missing`, zero-filled)."""
+    n_bad = bad_channel_counts(quality_seconds, windows, np.isin(spec.channels, missing))
+    rejected = np.array([window_rejection(int(k), len(missing), len(spec.channels), force=force) is not None
+                         for k in n_bad], bool)
+    return rejected, n_bad
+
+
 def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTransform, *, hop_s: float,
                       seizure_hop_s: float, allow_missing: int = 0, source: str = "",
                       on_batch: Callable[[np.ndarray], None] | None = None,
-                      quality_seconds: list | None = None) -> WindowSet:
+                      quality_seconds: list | None = None, drop_rejected: bool = False) -> WindowSet:
     """Every labelled window of one recording with its model and peer features.
 
     With `on_batch`, each batch of windows' log power goes to it in order and is not kept (`x` is
     empty): scoring a long recording then holds one batch of features, not all of them (at a 1-s
     hop, 830 MB an hour). With `quality_seconds` (a list), the recording's per-second flat and
-    saturated channels are appended to it (see `runtime.windows.condition_edf`).
+    saturated channels are appended to it (see `runtime.windows.condition_edf`). With
+    `drop_rejected` (training), windows with more flat or saturated channels than the monitor
+    scores are left out: a model is never fitted on EEG it will never be asked to score.
     """
+    if drop_rejected and quality_seconds is None:
+        quality_seconds = []
     zero_filled: list[str] = []
     data, _ = load_labelled(lr.path, lr.seizures, spec, allow_missing=allow_missing, zero_filled=zero_filled,
                             quality_seconds=quality_seconds)
@@ -175,6 +207,13 @@ def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTra
         for j, seg in enumerate(segs):
             ll[i0 + j] = line_length(seg)
             bp[i0 + j] = relative_band_powers(seg, spec.sfreq_hz)
+    if drop_rejected and wins:
+        # force: a recording's missing channels were allowed when training asked for them
+        rejected = rejected_windows(wins, zero_filled, quality_seconds, spec, force=True)[0]
+        if rejected.any():
+            keep = np.flatnonzero(~rejected)
+            wins, ll, bp = [wins[i] for i in keep], ll[keep], bp[keep]
+            x = x if on_batch else x[keep]
     return WindowSet(x, wins, [source] * len(wins),
                      {lr.path.name: (duration, [(sz.start_s, sz.end_s) for sz in lr.seizures])}, ll, bp,
                      {lr.path.name: zero_filled} if zero_filled else {})
@@ -189,7 +228,7 @@ def iter_recordings(root: str | Path, spec: FeatureSpec, *, hop_s: float = 10.0,
     transform = log_power_transform(spec, threads)
     name = source or Path(root).name
     for lr in recs:
-        yield recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=seizure_hop_s,
+        yield recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=seizure_hop_s, drop_rejected=True,
                                 allow_missing=allow_missing, source=name)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ictal.runtime.artefacts import muscle_like
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
-from ictal.runtime.channels import MAX_BAD_CHANNELS, SATURATED_SHARE, check_zero_fill, window_rejection
+from ictal.runtime.channels import MAX_BAD_CHANNELS, check_zero_fill
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import FeatureSpec
 from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
@@ -518,33 +518,6 @@ def _loaded(model: str, threads: int | None):
     return _LOADED[key]
 
 
-def bad_channel_counts(quality_seconds: list, windows: list, missing: np.ndarray,
-                       saturated_share: float = SATURATED_SHARE) -> np.ndarray:
-    """Per window, the channels flat over any whole second inside it or saturated on more than
-    `saturated_share` of its samples (the monitor's rules), the `missing` (zero-filled) ones left
-    out. quality_seconds: the (flat, saturated share) pairs per block of `condition_edf`."""
-    flat = np.concatenate([f for f, _ in quality_seconds], axis=1)
-    saturated = np.concatenate([s for _, s in quality_seconds], axis=1)
-    counts = np.empty(len(windows), int)
-    for i, w in enumerate(windows):
-        first = int(np.ceil(w.start_s - 1e-9))
-        last = min(int(np.floor(w.end_s + 1e-9)), flat.shape[1])  # seconds [first, last) lie inside the window
-        bad = flat[:, first:last].any(axis=1) | (saturated[:, first:last].mean(axis=1) > saturated_share)
-        counts[i] = int((bad & ~missing).sum())
-    return counts
-
-
-def rejected_windows(rec: WindowSet, quality_seconds: list, spec: FeatureSpec, *,
-                     force: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(rejected, bad channel counts) per window of one recording: the windows the monitor would
-    not score (`window_rejection`), from the recording's `quality_seconds`."""
-    missing = {label for labels in rec.zero_filled.values() for label in labels}
-    n_bad = bad_channel_counts(quality_seconds, rec.windows, np.isin(spec.channels, list(missing)))
-    rejected = np.array([window_rejection(int(k), len(missing), len(spec.channels), force=force) is not None
-                         for k in n_bad], bool)
-    return rejected, n_bad
-
-
 class ScoredRecording(NamedTuple):
     windows: WindowSet  # features dropped
     scores: dict  # {method: per-window scores}
@@ -560,7 +533,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     Ray scoring alike. A window the monitor would reject for flat or saturated channels
     (`window_rejection`) gets NaN from every method: the monitor scores nothing there, so nothing
     can alarm there."""
-    from .data import log_power_transform, recording_windows
+    from .data import log_power_transform, recording_windows, rejected_windows
 
     predict, spec, threshold, peers, _ = _loaded(model, threads)
     transform = log_power_transform(spec, threads or os.cpu_count() or 1)  # threads=1 in worker processes
@@ -581,7 +554,8 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     if not rec.windows:
         return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
                                {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int))
-    rejected, n_bad = rejected_windows(rec, quality_seconds, spec, force=force)
+    missing = [label for labels in rec.zero_filled.values() for label in labels]
+    rejected, n_bad = rejected_windows(rec.windows, missing, quality_seconds, spec, force=force)
     methods = score_methods(np.concatenate(model_p), threshold, rec, peers)
     scores = {m: np.where(rejected, np.nan, p).astype(np.float32) for m, (p, _) in methods.items()}
     return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),

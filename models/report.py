@@ -27,8 +27,9 @@ from ictal.runtime.features import BANDS_HZ
 from ictal.runtime.figures import draw_eeg
 from ictal.runtime.occlusion import WITHIN_WINDOW_KIND
 
-from .data import WindowSet, binary_target, log_power_transform, recording_windows, unambiguous
-from .evaluate import event_counts_by_recording, rejected_windows, summarise, write_json
+from .data import (WindowSet, binary_target, log_power_transform, recording_windows, rejected_windows,
+                   unambiguous)
+from .evaluate import event_counts_by_recording, summarise, write_json
 from .explain import GradCAMPlusPlus, IntegratedGradients, band_importance
 from .figures import confusion_matrix_figure, matrices_figure, plt
 from .interpret import Interpreter
@@ -307,7 +308,8 @@ def _windows(data, spec, hop_s: float, allow_missing: int, force: bool, log) -> 
                                 source=Path(data).name, quality_seconds=quality)
         if rec.windows:
             sets.append(rec)
-            rejected.append(rejected_windows(rec, quality, spec, force=force)[0])
+            missing = [label for labels in rec.zero_filled.values() for label in labels]
+            rejected.append(rejected_windows(rec.windows, missing, quality, spec, force=force)[0])
     if not sets:
         raise DataError(f"{data}: no recording is long enough for one {spec.window_s:g}-s window")
     ws = WindowSet.concat(sets)

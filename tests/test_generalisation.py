@@ -430,6 +430,34 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_or_saturat
     assert nan[inside].all() and (bad[inside] == 4).all() and not nan[start + 10 <= 19].any()
 
 
+def test_training_never_sees_the_windows_the_monitor_would_reject(eegmmidb_dir, tmp_path):
+    """Half a headbox off for 30 s: those windows are never scored at the bedside, so training
+    (in memory and through the feature cache alike) leaves them out instead of fitting them."""
+    import dataclasses
+
+    from ictal.models.cache import cached_windows
+    from ictal.models.data import build_windows
+    from ictal.runtime.edf import write_edf
+
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    data_uv, sf = rec.data_uv.copy(), rec.sfreq_hz
+    for i, label in enumerate(rec.labels):
+        if label.strip(".").upper() in {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}:
+            data_uv[i, int(20 * sf):int(50 * sf)] = 0.0
+    folder = tmp_path / "data"
+    folder.mkdir()
+    write_edf(dataclasses.replace(rec, data_uv=data_uv), folder / "headbox.edf")
+    spec = FeatureSpec()
+    ws = build_windows(folder, spec, hop_s=2.0, log=lambda *_: None)
+    starts = np.array([w.start_s for w in ws.windows])
+    # a 61-s run at a 2-s hop: 26 windows, of which those from 12 to 48 s hold a flat second
+    assert starts.tolist() == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0, 50.0]
+    assert len(ws.x) == len(ws.line_length) == len(ws.band_power) == 7
+    cached = cached_windows(folder, spec, tmp_path / "cache", hop_s=2.0, log=lambda *_: None)
+    assert [w.start_s for w in cached.windows] == starts.tolist()
+    np.testing.assert_array_equal(np.asarray(cached.x[:]), ws.x)
+
+
 def test_evaluate_names_a_recording_low_passed_below_the_models_band(eegmmidb_dir, tmp_path):
     """Healthy EEG low-passed at 30 Hz looks like seizure-like slowing to the full summary
     regression (its false alarms more than double): `ictal evaluate` must say which recording
