@@ -104,3 +104,23 @@ def tiny_hybrid(synthetic_dir, tmp_path_factory):
     ckpt = save_checkpoint(d / "hybrid.pt", model, fspec, thr, history=hist)
     return {"checkpoint": ckpt, "onnx": export_onnx(ckpt, d / "hybrid.onnx"), "log": lines, "windows": ws,
             "val": val, "train": tr}
+
+
+# The right hemisphere's and the midline's electrodes: 9 of the double banana's 18 derivations
+HEADBOX_HALF = {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}
+
+
+def write_headbox_half_off(eegmmidb_dir: Path, folder: Path, start_s: float = 20.0, end_s: float = 50.0) -> Path:
+    """S001R01 (healthy, eyes open, 61 s) with half a headbox off from `start_s` to `end_s`: the
+    `HEADBOX_HALF` electrodes read 0 µV there. Written as `folder`/headbox.edf."""
+    import dataclasses
+
+    from ictal.runtime.edf import read_edf, write_edf
+
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    data_uv, sf = rec.data_uv.copy(), rec.sfreq_hz
+    for i, label in enumerate(rec.labels):
+        if label.strip(".").upper() in HEADBOX_HALF:
+            data_uv[i, int(start_s * sf):int(end_s * sf)] = 0.0
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_edf(dataclasses.replace(rec, data_uv=data_uv), folder / "headbox.edf")

@@ -209,20 +209,13 @@ def test_report_leaves_out_the_windows_the_monitor_would_not_score(eegmmidb_dir,
     """Half a headbox off for 30 s of healthy EEG: the shipped model reads every such window as a
     seizure, the monitor rejects them, and `ictal report` must neither count them as false alarms
     nor pick one as a false-positive example."""
-    import dataclasses
+    from conftest import write_headbox_half_off
 
     from ictal.models.report import write_report
-    from ictal.runtime.edf import read_edf, write_edf
     from ictal.runtime.shipped import SHIPPED_CHECKPOINT
 
-    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
-    data_uv, sf = rec.data_uv.copy(), rec.sfreq_hz
-    for i, label in enumerate(rec.labels):
-        if label.strip(".").upper() in {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}:
-            data_uv[i, int(20 * sf):int(50 * sf)] = 0.0
     folder = tmp_path / "data"
-    folder.mkdir()
-    write_edf(dataclasses.replace(rec, data_uv=data_uv), folder / "headbox.edf")
+    write_headbox_half_off(eegmmidb_dir, folder)
     report = write_report(SHIPPED_CHECKPOINT, folder, tmp_path / "r", n_examples=1, hop_s=2.0, log=lambda *_: None)
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     window = metrics["on_data"]["window"]

@@ -14,7 +14,7 @@ from ictal.runtime.features import DOUBLE_BANANA, CWTransform, FeatureSpec
 from ictal.runtime.metrics import score_events, threshold_for_specificity
 from ictal.runtime.peers import line_length, relative_band_powers
 
-from conftest import tiny_spec
+from conftest import tiny_spec, write_headbox_half_off
 
 
 def test_patient_identity_comes_from_the_file_name_not_the_folder():
@@ -383,16 +383,8 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_or_saturat
     from ictal.runtime.scorer import score_edf
     from ictal.runtime.shipped import SHIPPED_MODEL
 
-    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
-    off = {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}
-    data_uv = rec.data_uv.copy()
-    sf = rec.sfreq_hz
-    for i, label in enumerate(rec.labels):
-        if label.strip(".").upper() in off:
-            data_uv[i, int(20 * sf):int(50 * sf)] = 0.0
     folder = tmp_path / "data"
-    folder.mkdir()
-    path = write_edf(dataclasses.replace(rec, data_uv=data_uv), folder / "headbox.edf")
+    path = write_headbox_half_off(eegmmidb_dir, folder)
     unguarded = score_edf(SHIPPED_MODEL, path, hop_s=2.0)
     flat_inside = (unguarded.start_s >= 20) & (unguarded.end_s <= 50)
     assert (unguarded.p[flat_inside] >= unguarded.threshold).all()  # what the rule prevents
@@ -414,6 +406,8 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_or_saturat
     assert "headbox.edf" in r.stderr and "not scored: flat or saturated channels" in r.stderr
 
     # O1 and O2 clipping at the amplifier's rail from 20 to 50 s: 4 derivations saturated, none flat
+    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
+    sf = rec.sfreq_hz
     clipping = rec.data_uv.copy()
     for i, label in enumerate(rec.labels):
         if label.strip(".").upper() in {"O1", "O2"}:
@@ -433,20 +427,11 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_or_saturat
 def test_training_never_sees_the_windows_the_monitor_would_reject(eegmmidb_dir, tmp_path):
     """Half a headbox off for 30 s: those windows are never scored at the bedside, so training
     (in memory and through the feature cache alike) leaves them out instead of fitting them."""
-    import dataclasses
-
     from ictal.models.cache import cached_windows
     from ictal.models.data import build_windows
-    from ictal.runtime.edf import write_edf
 
-    rec = read_edf(eegmmidb_dir / "S001" / "S001R01.edf")
-    data_uv, sf = rec.data_uv.copy(), rec.sfreq_hz
-    for i, label in enumerate(rec.labels):
-        if label.strip(".").upper() in {"FP2", "F4", "F8", "C4", "T8", "P4", "P8", "O2", "FZ", "CZ"}:
-            data_uv[i, int(20 * sf):int(50 * sf)] = 0.0
     folder = tmp_path / "data"
-    folder.mkdir()
-    write_edf(dataclasses.replace(rec, data_uv=data_uv), folder / "headbox.edf")
+    write_headbox_half_off(eegmmidb_dir, folder)
     spec = FeatureSpec()
     ws = build_windows(folder, spec, hop_s=2.0, log=lambda *_: None)
     starts = np.array([w.start_s for w in ws.windows])
