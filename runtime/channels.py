@@ -302,8 +302,9 @@ def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow
             f"{source_name} {lacks}{', '.join(missing)} ({model_name})"
             + (f"; no common reference for {'; '.join(unshared)}" if unshared else "")
             + f"; it has {', '.join(l for l in source_labels if not is_dummy(l)) or 'no channels'}. "
-            + (f"Pass --allow-missing {len(missing)} to zero-fill them." if len(missing) <= zero_fill_limit(len(target_labels))
-               else f"That is more than a quarter of the {model_name}'s {len(target_labels)} channels: zero-filled, the "
-                    f"model's scores mean little; score this montage with a model trained on it "
-                    f"(--allow-missing {len(missing)} --force zero-fills them anyway)."))
+            + (f"Pass --allow-missing {len(missing)} to zero-fill them."
+               if len(missing) <= zero_fill_limit(len(target_labels)) else
+               f"That is more than a quarter of the {model_name}'s {len(target_labels)} channels: zero-filled, "
+               f"the model's scores mean little; score this montage with a model trained on it "
+               f"(--allow-missing {len(missing)} --force zero-fills them anyway)."))
     return Montage(m, list(target_labels), list(source_labels), how, missing)

@@ -45,7 +45,6 @@ TECHNICAL_ALARMS = {
 BAND_CHECK_WINDOWS, BAND_CLEAR_MARGIN = 30, 0.1
 
 
-
 def channel_quality(raw_uv: np.ndarray, channels: list[str], flat_uv: float = FLAT_UV,
                     saturation_uv: float = SATURATION_UV, block: int | None = None) -> tuple[list[str], list[str]]:
     """(flat, saturated) channel names of montaged, unfiltered µV, shape (n_channels, n_times);
@@ -138,12 +137,13 @@ class Monitor:
     """
 
     def __init__(self, model: str | Path, *, stream_name: str | None = None, stream_type: str = "EEG",
-                 hop_s: float = 1.0, allow_missing: int = 0, force: bool = False, k: int = 3, n: int = 4, quiet_s: float = 10.0,
-                 refractory_s: float = 30.0, log_path: str | Path | None = None,
+                 hop_s: float = 1.0, allow_missing: int = 0, force: bool = False, k: int = 3, n: int = 4,
+                 quiet_s: float = 10.0, refractory_s: float = 30.0, log_path: str | Path | None = None,
                  explain_dir: str | Path | None = None, gradcam_checkpoint: str | Path | None = None,
                  lsl_outputs: bool = True, console: bool = True, resolve_timeout_s: float = 10.0,
                  baseline_lookback_s: float = 60.0, gap_tolerance_s: float = 0.25, stale_s: float = 2.0,
-                 max_bad_channels: int = MAX_BAD_CHANNELS, saturation_uv: float = SATURATION_UV, flat_uv: float = FLAT_UV,
+                 max_bad_channels: int = MAX_BAD_CHANNELS, saturation_uv: float = SATURATION_UV,
+                 flat_uv: float = FLAT_UV,
                  threads: int | None = None, name: str = "ictal", cam_layer: str = "layer4",
                  units: str | None = None, rejected_alarm_windows: int = 3, behind_s: float = 5.0,
                  rate_tolerance: float = 0.02, rate_span_s: float = 30.0):
