@@ -462,15 +462,16 @@ class Monitor:
         bad_channels = sorted(set(flat + saturated) - set(missing))
         why = window_rejection(len(bad_channels), len(missing), len(self.spec.channels),
                                max_bad=self.max_bad_channels, force=self.force)
-        present = set(self.spec.channels) - set(missing)
-        if why and present <= set(flat):  # no EEG at all: say where to look
-            why = (f"every channel flat (peak-to-peak under {self.flat_uv:g} µV over a second): no EEG reaches "
-                   f"the monitor; check the amplifier and headbox, and the stream's units (EEG sent in volts "
-                   f"and declared as microvolts reads a million times too small)")
-        elif why and present <= set(saturated):
-            why = (f"every channel saturated (at ±{self.saturation_uv:g} µV): check the amplifier, and the "
-                   f"stream's units (EEG sent in microvolts and declared as volts reads a million times too large)")
         if why:
+            present = set(self.spec.channels) - set(missing)
+            if present <= set(flat):  # no EEG at all: say where to look
+                why = (f"every channel flat (peak-to-peak under {self.flat_uv:g} µV over a second): no EEG "
+                       f"reaches the monitor; check the amplifier and headbox, and the stream's units (EEG sent "
+                       f"in volts and declared as microvolts reads a million times too small)")
+            elif present <= set(saturated):
+                why = (f"every channel saturated (at ±{self.saturation_uv:g} µV): check the amplifier, and the "
+                       f"stream's units (EEG sent in microvolts and declared as volts reads a million times too "
+                       f"large)")
             return self._reject(t_end, why, flat=flat, saturated=saturated,
                                 **({"missing": missing} if missing else {}))
         self.n_rejected_run = 0
