@@ -161,15 +161,21 @@ def bad_channel_counts(quality_seconds: list, windows: list, missing: np.ndarray
     return counts
 
 
+def rejection_reasons(windows: list[Window], missing: list[str], quality_seconds: list, spec: FeatureSpec, *,
+                      force: bool = False) -> tuple[list[str | None], np.ndarray]:
+    """(why each window of one recording cannot be scored, None where it can; bad channel counts):
+    the monitor's rule (`window_rejection`), from the recording's `quality_seconds` and the channels
+    it lacks (`missing`, zero-filled)."""
+    n_bad = bad_channel_counts(quality_seconds, windows, np.isin(spec.channels, missing))
+    return [window_rejection(int(k), len(missing), len(spec.channels), force=force) for k in n_bad], n_bad
+
+
 def rejected_windows(windows: list[Window], missing: list[str], quality_seconds: list, spec: FeatureSpec, *,
                      force: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(rejected, bad channel counts) per window of one recording: the windows the monitor would
-    not score (`window_rejection`), from the recording's `quality_seconds` and the channels it lacks
-    (`missing`, zero-filled)."""
-    n_bad = bad_channel_counts(quality_seconds, windows, np.isin(spec.channels, missing))
-    rejected = np.array([window_rejection(int(k), len(missing), len(spec.channels), force=force) is not None
-                         for k in n_bad], bool)
-    return rejected, n_bad
+    not score (`rejection_reasons`)."""
+    reasons, n_bad = rejection_reasons(windows, missing, quality_seconds, spec, force=force)
+    return np.array([r is not None for r in reasons], bool), n_bad
 
 
 def recording_windows(lr: LabelledRecording, spec: FeatureSpec, transform: CWTransform, *, hop_s: float,

@@ -99,14 +99,19 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
         if sz.end_s > t0 and sz.start_s < t1:
             ax_eeg.axvspan(max(sz.start_s, t0), min(sz.end_s, t1), color="#f4a582", alpha=0.35, lw=0)
     for s in segs:
-        if s.p >= interp.threshold:
+        if s.unscorable:  # the monitor would not score it: no prediction to draw
+            ax_eeg.axvspan(s.start_s, s.end_s, facecolor="none", edgecolor="grey", hatch="//", lw=0)
+        elif s.p >= interp.threshold:
             ax_eeg.plot([s.start_s, s.end_s], [0.75, 0.75], color="#b2182b", lw=5, solid_capstyle="butt")
         ax_eeg.axvline(s.start_s, color="grey", lw=0.5, ls=":")
     ax_eeg.set_xlabel("time in recording (s)")
     from matplotlib.patches import Patch
-    ax_eeg.legend(handles=[Patch(color="#f4a582", alpha=0.5, label="annotated seizure (true)"),
-                           Patch(color="#b2182b", label=f"predicted seizure (p ≥ {interp.threshold:.2f})")],
-                  fontsize=7, loc="upper right", ncol=2)
+    handles = [Patch(color="#f4a582", alpha=0.5, label="annotated seizure (true)"),
+               Patch(color="#b2182b", label=f"predicted seizure (p ≥ {interp.threshold:.2f})")]
+    if any(s.unscorable for s in segs):
+        handles.append(Patch(facecolor="none", edgecolor="grey", hatch="//",
+                             label="not scorable: flat or saturated channels (the monitor rejects it)"))
+    ax_eeg.legend(handles=handles, fontsize=7, loc="upper right", ncol=len(handles))
     named = [label for label, k in muscle.items() if k]
     ax_eeg.set_title(f"{name} · EEG of the {len(top)} most important channels (occlusion, mean |Δlogit|) · "
                      f"traces {scale:g} µV apart"
@@ -135,9 +140,12 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
         width = cams.shape[1] // len(segs)
         for k, seg in enumerate(segs):
             for r, value in zip(rows, seg.occlusion.band_importance().values()):
-                bands[r, k * width:(k + 1) * width] = value
-        lim = float(np.abs(bands).max()) or 1.0
-        im = ax_c.imshow(bands, aspect="auto", origin="lower", extent=extent, cmap="RdBu_r", vmin=-lim, vmax=lim)
+                # a segment the monitor rejects is left grey: its Δlogits (tens, from flat channels)
+                # would set the scale and wash out the segments that mean something
+                bands[r, k * width:(k + 1) * width] = np.nan if seg.unscorable else value
+        lim = float(np.nanmax(np.abs(bands), initial=0.0)) or 1.0
+        cmap = plt.get_cmap("RdBu_r").with_extremes(bad="lightgrey")
+        im = ax_c.imshow(bands, aspect="auto", origin="lower", extent=extent, cmap=cmap, vmin=-lim, vmax=lim)
         ax_c.set_title("Δlogit when each band is replaced on every channel (occlusion; red = evidence for "
                        "seizure). No Grad-CAM: this model's ResNet adds nothing to its score", fontsize=9)
         fig.colorbar(im, ax=ax_c, fraction=0.02, pad=0.01).set_label("Δlogit", fontsize=7)
@@ -151,7 +159,9 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
             ax.axvline(s.start_s, color="white", lw=0.6)
     for k, s in enumerate(segs):
         ax = fig.add_subplot(gs[3, k])
-        draw_matrix(ax, s.joint, f"{s.start_s:g}–{s.end_s:g} s · p={s.p:.2f}", signed=True, cbar=False)
+        draw_matrix(ax, s.joint, f"{s.start_s:g}–{s.end_s:g} s · p={s.p:.2f}"
+                    + (f"\nNOT SCORABLE: {s.bad_channels} bad channels" if s.unscorable else ""),
+                    signed=True, cbar=False)
         if k:
             ax.set_yticklabels([])
         ax.tick_params(labelsize=6)

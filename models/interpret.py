@@ -27,8 +27,9 @@ from ictal.runtime.edf import open_edf
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
 from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_matrix, baseline_log_power, occlude
-from ictal.runtime.windows import condition_edf
+from ictal.runtime.windows import Window, condition_edf
 
+from .data import rejection_reasons
 from .explain import GradCAM, band_importance, relative
 from .resnet import has_band_limited_fallback, inference_logits, regression_logits, resnet_contributes
 from .train import load_checkpoint
@@ -93,6 +94,9 @@ class SegmentExplanation:
     baseline: dict
     # derivations whose power rises from 8-12 into 20-30 Hz like scalp muscle: named, never removed
     muscle_like_channels: list = dataclasses.field(default_factory=list)
+    # why the monitor would not score this segment (flat or saturated channels), None where it would
+    unscorable: str | None = None
+    bad_channels: int = 0
 
     @property
     def p(self) -> float:
@@ -135,7 +139,8 @@ class SegmentExplanation:
                 "fri_matrix": np.round(self.matrix, 8).tolist(),
                 "dominant_band": self.dominant_band, "dominant_band_source": self.dominant_band_source,
                 "dominant_region": self.dominant_region,
-                "baseline": self.baseline, "muscle_like_channels": self.muscle_like_channels}
+                "baseline": self.baseline, "muscle_like_channels": self.muscle_like_channels,
+                "unscorable": self.unscorable, "bad_channels": self.bad_channels}
 
 
 def dominant_band(segs: list[SegmentExplanation]) -> tuple[str, str]:
@@ -184,12 +189,22 @@ class Interpreter:
         return data[:, s:s + n], {"kind": kind, "start_s": s / sf, "end_s": (s + n) / sf,
                                   "mean_power_uv2": round(min(powers), 3)}
 
-    def explain_segments(self, data: np.ndarray, starts_s, seizures: list[Seizure]) -> list[SegmentExplanation]:
-        """data : (n_channels, n_times) conditioned EEG of one recording; one explanation per start."""
+    def explain_segments(self, data: np.ndarray, starts_s, seizures: list[Seizure],
+                         quality: tuple[list[str], list] | None = None, force: bool = False
+                         ) -> list[SegmentExplanation]:
+        """data : (n_channels, n_times) conditioned EEG of one recording; one explanation per start.
+
+        quality: (zero-filled channels, per-second quality) from `condition_edf`; with it each
+        segment says whether the monitor would score it (`unscorable`): an explanation of EEG the
+        monitor rejects (half a headbox off) explains the artefact, not the brain."""
         sf, n = self.spec.sfreq_hz, self.spec.n_samples
         labels = unique_labels(self.spec.channels)
+        reasons, n_bad = [None] * len(starts_s), np.zeros(len(starts_s), int)
+        if quality is not None:
+            segments = [Window(float(t), float(t) + self.spec.window_s, 0.0, "", "", "") for t in starts_s]
+            reasons, n_bad = rejection_reasons(segments, quality[0], quality[1], self.spec, force=force)
         out = []
-        for start_s in starts_s:
+        for start_s, reason, bad in zip(starts_s, reasons, n_bad):
             i = int(round(start_s * sf))
             log_power = self.transform.log_power(data[:, i:i + n])
             base, base_info = self._baseline(data, i, seizures)
@@ -202,20 +217,29 @@ class Interpreter:
             ov = sum(max(0.0, min(end_s, sz.end_s) - max(start_s, sz.start_s)) for sz in seizures) / self.spec.window_s
             muscle = [labels[c] for c in muscle_channels(log_power, self.spec.freqs_hz)]
             out.append(SegmentExplanation(float(start_s), float(end_s), ov, fi, relative(fi), occ, fti, base_info,
-                                          muscle))
+                                          muscle, reason, int(bad)))
         return out
 
-    def explain_file(self, edf: str | Path, start_s: float, end_s: float, allow_missing: int = 0):
+    def condition(self, edf: str | Path, allow_missing: int = 0):
+        """(recording, conditioned EEG, (zero-filled channels, per-second quality)) of an EDF."""
         rec = open_edf(edf)
+        zero_filled: list[str] = []
+        quality: list = []
+        data = condition_edf(rec, self.spec, allow_missing=allow_missing, model_name=self.name,
+                             zero_filled=zero_filled, quality_seconds=quality)
+        return rec, data, (zero_filled, quality)
+
+    def explain_file(self, edf: str | Path, start_s: float, end_s: float, allow_missing: int = 0,
+                     force: bool = False):
         seizures = seizures_for_file(edf)
-        data = condition_edf(rec, self.spec, allow_missing=allow_missing, model_name=self.name)
+        rec, data, quality = self.condition(edf, allow_missing)
         dur = data.shape[1] / self.spec.sfreq_hz
         end_s = min(end_s, dur)
         if end_s - start_s < self.spec.window_s:
             raise DataError(f"{edf}: --start {start_s:g} --end {end_s:g} is shorter than one "
                              f"{self.spec.window_s:g}-s segment (recording is {dur:g} s)")
         starts = np.arange(start_s, end_s - self.spec.window_s + 1e-9, self.spec.window_s)
-        return rec, data, seizures, self.explain_segments(data, starts, seizures)
+        return rec, data, seizures, self.explain_segments(data, starts, seizures, quality, force)
 
 
 def write_explanation(interp: Interpreter, edf, rec, data, seizures, segs, out_dir: str | Path) -> dict:
@@ -246,38 +270,49 @@ def write_explanation(interp: Interpreter, edf, rec, data, seizures, segs, out_d
 
 
 def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: str | Path,
-                          allow_missing: int = 0, log=print) -> dict:
+                          allow_missing: int = 0, log=print, force: bool = False) -> dict:
     """Mean (and std) joint occlusion matrix and FRI over the seizure segments of every seizure,
     per patient and overall.
 
-    Each seizure contributes its non-overlapping 10-s segments from onset that lie ≥ 50 % inside it.
+    Each seizure contributes its non-overlapping 10-s segments from onset that lie ≥ 50 % inside it,
+    but for those the monitor would not score (flat or saturated channels); a seizure left with
+    none is named and left out.
     """
     from ictal.runtime.annotations import find_labelled_recordings
 
     from .figures import matrices_figure
 
     per_patient: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    rows = []
+    rows, skipped = [], []
     for lr in find_labelled_recordings(data_dir):
         if not lr.seizures:
             continue
-        data = condition_edf(open_edf(lr.path), interp.spec, allow_missing=allow_missing)
+        _, data, quality = interp.condition(lr.path, allow_missing)
         dur = data.shape[1] / interp.spec.sfreq_hz
         for sz in lr.seizures:
             starts = [t for t in np.arange(sz.start_s, sz.end_s, interp.spec.window_s)
                       if t + interp.spec.window_s <= dur and min(sz.end_s, t + 10) - t >= 5]
             if not starts and sz.end_s - sz.start_s > 0 and dur >= interp.spec.window_s:
                 starts = [min(sz.start_s, dur - interp.spec.window_s)]
-            segs = interp.explain_segments(data, starts, lr.seizures)
+            explained = interp.explain_segments(data, starts, lr.seizures, quality, force)
+            segs = [s for s in explained if s.unscorable is None]
+            if not segs:
+                skipped.append(sz.seizure_id)
+                log(f"{sz.seizure_id}: left out, the monitor would score none of its {len(explained)} segment(s) "
+                    f"({explained[0].unscorable}: {max(s.bad_channels for s in explained)} channels)")
+                continue
             joint, fri = np.mean([s.joint for s in segs], axis=0), np.mean([s.matrix for s in segs], axis=0)
             per_patient.setdefault(lr.patient, []).append((joint, fri))
             rows.append({"seizure": sz.seizure_id, "patient": lr.patient, "segments": len(segs),
+                         "segments_unscorable": len(explained) - len(segs),
                          "mean_p": float(np.mean([s.p for s in segs])), "joint_dlogit": joint.round(6).tolist(),
                          "fri_matrix": fri.round(8).tolist(),
                          **dict(zip(("dominant_band", "dominant_band_source"), dominant_band(segs)))})
-            log(f"{sz.seizure_id}: {len(segs)} segment(s), mean p {rows[-1]['mean_p']:.2f}")
+            log(f"{sz.seizure_id}: {len(segs)} segment(s), mean p {rows[-1]['mean_p']:.2f}"
+                + (f" ({len(explained) - len(segs)} not scorable, left out)" if len(explained) > len(segs) else ""))
     if not rows:
-        raise DataError(f"{data_dir}: no seizures to interpret")
+        raise DataError(f"{data_dir}: no seizures to interpret"
+                        + (f" (the monitor would score none of the segments of {', '.join(skipped)})" if skipped else ""))
 
     def stats(pairs):
         j, f = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
@@ -285,7 +320,8 @@ def global_interpretation(interp: Interpreter, data_dir: str | Path, out_dir: st
                 "fri_mean": f.mean(0).tolist(), "fri_std": f.std(0).tolist()}
 
     every = [pair for v in per_patient.values() for pair in v]
-    doc = {"model": interp.name, "data": str(data_dir), "n_seizures": len(rows), "overall": stats(every),
+    doc = {"model": interp.name, "data": str(data_dir), "n_seizures": len(rows),
+           "seizures_left_out_unscorable": skipped, "overall": stats(every),
            "per_patient": {p: stats(v) for p, v in per_patient.items()},
            "seizures": rows, "matrix_axes": {"rows": list(BANDS_HZ), "columns": list(REGIONS)}}
     out = Path(out_dir)

@@ -374,16 +374,18 @@ def _add_explain(sub):
         interp = Interpreter(a.model, a.cam_layer)
         check_zero_fill(a.allow_missing, len(interp.spec.channels), force=a.force, model_name=f"model {interp.name}")
         if a.global_:
-            doc = global_interpretation(interp, a.target, a.out_dir, a.allow_missing)
+            doc = global_interpretation(interp, a.target, a.out_dir, a.allow_missing, force=a.force)
             print(f"wrote {a.out_dir}/global_interpretation.json and .png ({doc['n_seizures']} seizures)")
             return 0
-        rec, data, seizures, segs = interp.explain_file(a.target, a.start, a.end, a.allow_missing)
+        rec, data, seizures, segs = interp.explain_file(a.target, a.start, a.end, a.allow_missing, a.force)
         write_explanation(interp, a.target, rec, data, seizures, segs, a.out_dir)
         for s in segs:
             d = s.to_json()
             print(f"{s.start_s:7.1f}-{s.end_s:7.1f} s  p={s.p:.3f}  band {d['dominant_band']:<5} "
                   f"({d['dominant_band_source']:<9})  region {d['dominant_region']}"
-                  + (f"  EMG-like: {', '.join(s.muscle_like_channels)}" if s.muscle_like_channels else ""))
+                  + (f"  EMG-like: {', '.join(s.muscle_like_channels)}" if s.muscle_like_channels else "")
+                  + (f"  NOT SCORABLE ({s.bad_channels} {s.unscorable}): the monitor would not score it, "
+                     f"this explains the artefact" if s.unscorable else ""))
         print(f"wrote {a.out_dir}/explanation.json, explanation_maps.npz, matrices.png, local_interpretation.png")
         return 0
     p.set_defaults(func=run)

@@ -222,3 +222,34 @@ def test_report_leaves_out_the_windows_the_monitor_would_not_score(eegmmidb_dir,
     assert window["n_unscorable_windows_excluded"] >= 10 and window["confusion"]["fp"] == 0
     assert metrics["events_per_recording"][0]["false_alarms"] == 0
     assert "### Example 1: true negative" in report.read_text() and "false positive" in metrics["examples_missing"]
+
+
+def test_explain_says_which_segments_the_monitor_would_not_score(eegmmidb_dir, tmp_path):
+    """Half a headbox off from 20 to 50 s: the shipped model reads those segments as p = 1 and
+    their 'explanation' is the flat electrodes. `ictal explain` still explains them (the user asked)
+    but marks each as not scorable; `--global` leaves such segments out of a seizure's mean and a
+    seizure with none left out of the matrices."""
+    from conftest import write_headbox_half_off
+
+    from ictal.runtime.cli import main
+
+    folder = tmp_path / "data"
+    edf = write_headbox_half_off(eegmmidb_dir, folder)
+    assert main(["explain", str(edf), "--start", "0", "--end", "60", "--out-dir", str(tmp_path / "one")]) == 0
+    segments = json.loads((tmp_path / "one" / "explanation.json").read_text())["segments"]
+    unscorable = {s["start_s"]: (s["unscorable"], s["bad_channels"]) for s in segments}
+    assert unscorable == {0.0: (None, 0), 10.0: (None, 0), 20.0: ("flat or saturated channels", 9),
+                          30.0: ("flat or saturated channels", 9), 40.0: ("flat or saturated channels", 9),
+                          50.0: (None, 0)}
+    # two 'seizures' on the same file: the first keeps its segment before the headbox came off,
+    # the second lies wholly in the flat stretch
+    (folder / "chb99-summary.txt").write_text(
+        "File Name: headbox.edf\nNumber of Seizures in File: 2\n"
+        "Seizure 1 Start Time: 2 seconds\nSeizure 1 End Time: 18 seconds\n"
+        "Seizure 2 Start Time: 25 seconds\nSeizure 2 End Time: 45 seconds\n")
+    assert main(["explain", str(folder), "--global", "--out-dir", str(tmp_path / "all")]) == 0
+    doc = json.loads((tmp_path / "all" / "global_interpretation.json").read_text())
+    assert doc["n_seizures"] == 1 and len(doc["seizures_left_out_unscorable"]) == 1
+    (first,) = doc["seizures"]
+    assert (first["segments"], first["segments_unscorable"]) == (1, 1)  # 2-12 s kept, 12-22 s has flat seconds
+    assert first["mean_p"] < 0.5
