@@ -77,13 +77,24 @@ class BandSummaryBranch(nn.Module):
     more seizure, so on EEG low-passed at 30 Hz healthy adults drew 2.9x its false alarms; the
     gamma-free one does not lean on that band. On unfiltered EEG its weight is ~0.
 
+    With `channel_veto` ({"tau", "depth", "scale"}), a window in which no single derivation looks
+    like seizure is pushed below threshold. A second linear score, the same weights on every
+    derivation's own features (absolute and relative band power, entropy), is pooled over
+    derivations by a soft maximum (temperature `tau`): the evidence of the most seizure-like
+    derivation. Below `channel_floor`, the lowest evidence of any training seizure window, the
+    logit loses up to `depth` (a logistic step of width `scale`). The summaries can combine one
+    derivation's fast activity with another's slow waves into the shape of a seizure (a healthy
+    adult's frontal EMG over low delta: every window of one subject alarmed); every seizure the
+    model was fitted on had a derivation that looked like seizure on its own.
+
     L : Tensor, shape (batch, n_channels, n_freqs, n_times), log10 power → logits (batch,).
     """
 
     def __init__(self, band_rows: list[tuple[int, int]], spectral_entropy: bool = False, n_freqs: int | None = None,
                  flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0,
                  band_limited_rows: tuple[tuple[int, int], tuple[int, int]] | None = None,
-                 band_limited_log10: float = BAND_LIMITED_DECADES, band_limited_ramp_log10: float = 0.05):
+                 band_limited_log10: float = BAND_LIMITED_DECADES, band_limited_ramp_log10: float = 0.05,
+                 channel_veto: dict | None = None):
         super().__init__()
         self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
         self.spectral_entropy = bool(spectral_entropy)
@@ -113,6 +124,20 @@ class BandSummaryBranch(nn.Module):
             self.band_limited_log10 = float(band_limited_log10)
             self.band_limited_ramp_log10 = float(band_limited_ramp_log10)
             self.band_limited_linear = nn.Linear(n, 1)  # zero on `top_band_columns`
+        self.channel_veto = None
+        if channel_veto is not None:
+            veto = {k: float(channel_veto[k]) for k in ("tau", "depth", "scale")}
+            if not all(v > 0 for v in veto.values()):
+                raise ValueError(f"channel_veto needs positive tau, depth and scale, got {channel_veto!r}")
+            self.channel_veto = veto
+            m = n // 3  # features per derivation
+            self.register_buffer("channel_feature_mean", torch.zeros(m))  # fitted with the veto
+            self.register_buffer("channel_feature_std", torch.ones(m))
+            self.register_buffer("channel_weight", torch.zeros(m))
+            self.register_buffer("channel_bias", torch.zeros(()))
+            self.register_buffer("channel_floor", torch.tensor(-math.inf))
+        # False while a threshold is chosen on the regression alone (`models.train.without_channel_veto`)
+        self.veto_active = True
 
     @property
     def absolute_power_columns(self) -> range:
@@ -137,7 +162,9 @@ class BandSummaryBranch(nn.Module):
         median_drop = _channel_median(drop.unsqueeze(-1)).squeeze(-1)
         return torch.sigmoid((self.band_limited_log10 - median_drop) / self.band_limited_ramp_log10)
 
-    def summaries(self, log_power: torch.Tensor) -> torch.Tensor:
+    def per_channel_features(self, log_power: torch.Tensor) -> torch.Tensor:
+        """(batch, channels, m): each derivation's absolute and relative band power (and entropy),
+        a flat derivation's replaced by the median derivation's."""
         bands = torch.stack([log_power[:, :, lo:hi].mean(dim=(2, 3)) for lo, hi in self.band_rows], -1)
         total = torch.log10(torch.pow(10.0, bands).sum(-1, keepdim=True))
         per_channel_features = [bands, bands - total]  # each (batch, channels, k)
@@ -152,10 +179,38 @@ class BandSummaryBranch(nn.Module):
             flat = (torch.sigmoid(below / self.flat_channel_ramp_log10) if self.flat_channel_ramp_log10 > 0
                     else (below > 0).to(total.dtype))
             per_channel_features = [f + flat * (_channel_median(f).unsqueeze(1) - f) for f in per_channel_features]
+        return torch.cat(per_channel_features, -1)
+
+    def summaries(self, log_power: torch.Tensor) -> torch.Tensor:
+        per_channel = self.per_channel_features(log_power)
         out = []
-        for per_channel in per_channel_features:
-            out += [_channel_median(per_channel), per_channel.amax(dim=1), per_channel.std(dim=1)]
+        start = 0
+        for width in (len(self.band_rows), len(self.band_rows)) + ((1,) if self.spectral_entropy else ()):
+            group = per_channel[..., start:start + width]
+            out += [_channel_median(group), group.amax(dim=1), group.std(dim=1)]
+            start += width
         return torch.cat(out, -1)
+
+    def channel_scores(self, per_channel: torch.Tensor) -> torch.Tensor:
+        """(batch, channels): each derivation's own seizure score (channel_veto only)."""
+        z = (per_channel - self.channel_feature_mean) / self.channel_feature_std
+        return z @ self.channel_weight
+
+    def channel_evidence(self, log_power: torch.Tensor, per_channel: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch,): the soft maximum over derivations of their scores, relative to `channel_floor`
+        (below 0: no derivation looks as seizure-like as the least of the training seizures)."""
+        scores = self.channel_scores(self.per_channel_features(log_power) if per_channel is None else per_channel)
+        tau = self.channel_veto["tau"]
+        # (a soft maximum less tau·log(channels) would read as a mean at high tau; the floor takes up
+        # that constant, and leaving it out keeps the channel count out of the traced graph)
+        return tau * torch.logsumexp(scores / tau, dim=1) + self.channel_bias - self.channel_floor
+
+    def veto_penalty(self, log_power: torch.Tensor) -> torch.Tensor:
+        """(batch,): what the logit loses because no derivation looks like seizure; 0 without a veto."""
+        if self.channel_veto is None or not self.veto_active:
+            return torch.zeros(log_power.shape[0], dtype=log_power.dtype, device=log_power.device)
+        margin = self.channel_evidence(log_power)
+        return self.channel_veto["depth"] * torch.sigmoid(-margin / self.channel_veto["scale"])
 
     def standardised_summaries(self, log_power: torch.Tensor) -> torch.Tensor:
         return (self.summaries(log_power) - self.feature_mean) / self.feature_std
@@ -165,12 +220,13 @@ class BandSummaryBranch(nn.Module):
         that blends them. Occlusion holds the weight at the window's own, so that replacing a band
         measures that band's evidence, not a switch of regression (band_limited_rows only)."""
         z = self.standardised_summaries(log_power)
-        return (self.linear(z).squeeze(-1), self.band_limited_linear(z).squeeze(-1),
+        penalty = self.veto_penalty(log_power)  # in both, so that any blend of the two carries it
+        return (self.linear(z).squeeze(-1) - penalty, self.band_limited_linear(z).squeeze(-1) - penalty,
                 self.band_limited_weight(log_power))
 
     def forward(self, log_power: torch.Tensor) -> torch.Tensor:
         if self.band_limited_rows is None:
-            return self.linear(self.standardised_summaries(log_power)).squeeze(-1)
+            return self.linear(self.standardised_summaries(log_power)).squeeze(-1) - self.veto_penalty(log_power)
         full, gamma_free, weight = self.regression_logits(log_power)
         return full + weight * (gamma_free - full)
 
@@ -193,7 +249,7 @@ class CWTResNet(nn.Module):
                  resnet_weight: float = 1.0, spectral_entropy: bool = False,
                  flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0,
                  band_limited_rows: list | None = None, band_limited_log10: float = BAND_LIMITED_DECADES,
-                 band_limited_ramp_log10: float = 0.05):
+                 band_limited_ramp_log10: float = 0.05, channel_veto: dict | None = None):
         super().__init__()
         widths = [max(4, int(round(c * width))) for c in (64, 128, 256, 512)]
         self.config = {"n_channels": n_channels, "width": width, "dropout": dropout}
@@ -211,10 +267,12 @@ class CWTResNet(nn.Module):
                 self.config.update(band_limited_rows=[list(r) for r in band_limited_rows],
                                    band_limited_log10=float(band_limited_log10),
                                    band_limited_ramp_log10=float(band_limited_ramp_log10))
+            if channel_veto is not None:  # absent from models built before the veto
+                self.config["channel_veto"] = {k: float(channel_veto[k]) for k in ("tau", "depth", "scale")}
             self.resnet_weight = resnet_weight
             self.summary = BandSummaryBranch(band_rows, spectral_entropy, n_freqs, flat_channel_log10,
                                              flat_channel_ramp_log10, band_limited_rows, band_limited_log10,
-                                             band_limited_ramp_log10)
+                                             band_limited_ramp_log10, channel_veto)
             self.register_buffer("input_mean", torch.zeros(n_freqs))
             self.register_buffer("input_std", torch.ones(n_freqs))
             # per-frequency standardisation of the relative log power, statistics learnt in training

@@ -6,6 +6,7 @@ threshold is chosen on the validation split only and saved with the model.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -26,7 +27,7 @@ from ictal.runtime.metrics import auroc, choose_threshold, threshold_for_specifi
 
 from .data import WindowSet, binary_target, take_rows, unambiguous
 from .evaluate import json_safe
-from .resnet import CWTResNet, inference_logits
+from .resnet import BandSummaryBranch, CWTResNet, inference_logits
 
 FT_CHANNELS = ("T7-FT9", "FT9-FT10", "FT10-T8")
 
@@ -72,6 +73,14 @@ class TrainConfig:
     # low-passed (runtime.bandwidth's check, per window, as a ramp): low-passed EEG looks "slower"
     # to the full regression (a 30-Hz low-pass took held-out healthy false alarms 141 -> 412 per 24 h)
     band_limited_fallback: bool = True
+    # a window in which no derivation alone looks like seizure is pushed below threshold (the
+    # summary branch's `channel_veto`): healthy adults' EMG over low delta read as a seizure in
+    # every held-out file of one subject, from one derivation's fast activity and another's slow waves
+    channel_veto: bool = True
+    channel_veto_c: float = 0.01  # inverse L2 strength of the per-derivation score (strong: a robust direction)
+    channel_veto_tau: float = 0.25  # temperature of the soft maximum over derivations
+    channel_veto_depth: float = 10.0  # logit lost by a window whose evidence lies well below the floor
+    channel_veto_scale: float = 0.1  # width of that step
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
@@ -189,7 +198,9 @@ def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
     model = CWTResNet(len(spec.channels), cfg.width, band_rows=band_rows(spec), n_freqs=len(spec.freqs_hz),
                       resnet_weight=cfg.resnet_weight, spectral_entropy=cfg.spectral_entropy,
                       flat_channel_log10=cfg.flat_channel_log10, flat_channel_ramp_log10=cfg.flat_channel_ramp_log10,
-                      band_limited_rows=check_rows(spec) if cfg.band_limited_fallback else None)
+                      band_limited_rows=check_rows(spec) if cfg.band_limited_fallback else None,
+                      channel_veto={"tau": cfg.channel_veto_tau, "depth": cfg.channel_veto_depth,
+                                    "scale": cfg.channel_veto_scale} if cfg.channel_veto else None)
     model.set_input_normalisation(spec.norm_mean, spec.norm_std)
     return model
 
@@ -254,6 +265,91 @@ def fit_summary_branch(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, 
             branch.band_limited_linear.bias.copy_(torch.as_tensor([kept_intercept]))
     for p in branch.parameters():
         p.requires_grad_(False)
+
+
+def _per_channel_features(branch, x, chunk: int = 256) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([branch.per_channel_features(torch.as_tensor(np.asarray(x[i:i + chunk]), dtype=torch.float32))
+                          for i in range(0, len(x), chunk)]).double().numpy()
+
+
+def fit_channel_veto(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, c: float) -> None:
+    """Fit the summary branch's per-derivation score (`BandSummaryBranch.channel_veto`) and set its
+    floor to the lowest evidence of any seizure window among these (training) windows.
+
+    One weight vector for every derivation, pooled by the branch's soft maximum: multiple-instance
+    learning (a seizure window needs one seizure-like derivation, a non-seizure window none),
+    weighted, L2-regularised (`c` as in `weighted_logistic_regression`), by L-BFGS in float64.
+    Absolute band power may only raise the score, as in the regression."""
+    branch = model.summary
+    feats = torch.as_tensor(_per_channel_features(branch, x))  # (n, channels, m)
+    flat = feats.reshape(-1, feats.shape[-1])
+    mean, std = flat.mean(0), flat.std(0)
+    std[std == 0] = 1.0
+    z = (feats - mean) / std
+    m, k = feats.shape[-1], len(branch.band_rows)
+    free = torch.zeros(m, dtype=torch.float64, requires_grad=True)
+    bias = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    absolute = torch.arange(m) < k  # absolute band power: weights kept ≥ 0 through a softplus
+
+    def coefficients():
+        return torch.where(absolute, nn.functional.softplus(free), free)
+
+    tau = branch.channel_veto["tau"]
+    target, w = torch.as_tensor(y, dtype=torch.float64), torch.as_tensor(weights, dtype=torch.float64)
+
+    def pooled(coef):
+        return tau * torch.logsumexp((z @ coef) / tau, dim=1) + bias
+
+    opt = torch.optim.LBFGS([free, bias], max_iter=500, tolerance_grad=1e-9, tolerance_change=1e-12,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        coef = coefficients()
+        loss = c * (w * nn.functional.binary_cross_entropy_with_logits(pooled(coef), target, reduction="none")).sum()
+        loss = loss + 0.5 * (coef ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        coef = coefficients()
+        branch.channel_feature_mean.copy_(mean.float())
+        branch.channel_feature_std.copy_(std.float())
+        branch.channel_weight.copy_(coef.float())
+        branch.channel_bias.copy_(bias.float())
+        branch.channel_floor.zero_()
+        evidence = branch.channel_evidence(None, feats.float())
+        branch.channel_floor.fill_(float(evidence[torch.as_tensor(y) > 0.5].min()))
+
+
+def lower_channel_floor(model: CWTResNet, x, y: np.ndarray) -> None:
+    """Lower the veto's floor to the evidence of any seizure window among `x` (validation windows)
+    that lies below it: no seizure the model has been shown is vetoed."""
+    branch = getattr(model, "summary", None)
+    if branch is None or branch.channel_veto is None or not np.any(y > 0.5):
+        return
+    with torch.no_grad():
+        seizures = take_rows(x, np.flatnonzero(y > 0.5))
+        evidence = branch.channel_evidence(None, torch.as_tensor(_per_channel_features(branch, seizures)).float())
+        branch.channel_floor += min(0.0, float(evidence.min()))
+
+
+@contextlib.contextmanager
+def without_channel_veto(model: nn.Module):
+    """The model's (or its summary branch's) logits without its channel veto, e.g. to choose a
+    threshold on the regression alone: a veto that lowers the validation negatives would otherwise
+    let Youden's threshold fall."""
+    branch = model if isinstance(model, BandSummaryBranch) else getattr(model, "summary", None)
+    if branch is None:
+        yield model
+        return
+    branch.veto_active = False
+    try:
+        yield model
+    finally:
+        branch.veto_active = True
 
 
 def _normaliser(spec: FeatureSpec):
@@ -385,6 +481,8 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
     if model.summary is not None:
         fit_summary_branch(model, xtr, ytr, weights, cfg.summary_c,
                            nonnegative_power_weights=cfg.nonnegative_power_weights)
+        if model.summary.channel_veto is not None:
+            fit_channel_veto(model, xtr, ytr, weights, cfg.channel_veto_c)
     model = model.to(device)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                             weight_decay=cfg.weight_decay)
@@ -484,7 +582,10 @@ def train_model(train: WindowSet, val: WindowSet, spec: FeatureSpec, cfg: TrainC
             break
     model.load_state_dict(best[1])
     model = model.cpu().eval()
-    threshold = choose_threshold_by(cfg.threshold_rule)(yva, predict_proba(model, spec, xva)) if len(xva) else 0.5
+    with without_channel_veto(model):  # the veto only ever lowers a score; it does not move the threshold
+        threshold = choose_threshold_by(cfg.threshold_rule)(yva, predict_proba(model, spec, xva)) if len(xva) else 0.5
+    if len(xva):
+        lower_channel_floor(model, xva, yva)
     return model, spec, threshold, history
 
 

@@ -309,7 +309,8 @@ def test_hybrid_hands_windows_low_passed_below_its_band_to_a_gamma_free_regressi
         for lp in (x, low):
             full, gamma_free, weight = branch.regression_logits(lp)
             z = (branch.summaries(lp) - branch.feature_mean) / branch.feature_std
-            assert torch.allclose(full, branch.linear(z).squeeze(-1))
+            # both regressions carry the channel veto's penalty, so that any blend of them does
+            assert torch.allclose(full, branch.linear(z).squeeze(-1) - branch.veto_penalty(lp), atol=1e-5)
             assert torch.allclose(branch(lp), full + weight * (gamma_free - full), atol=1e-5)
         # synthetic EEG keeps its top band: the full regression scores it; two decades down, the other one
         assert branch.band_limited_weight(x).max() < 0.05
@@ -431,3 +432,30 @@ def test_the_torch_scorer_behind_occlusion_skips_a_resnet_that_adds_nothing_with
     np.testing.assert_allclose(TorchScorer(model).predict_logits(x), reference, rtol=0, atol=1e-6)
     assert not calls
     hook.remove()
+
+
+def test_channel_veto_only_lowers_scores_keeps_every_seemingly_seizure_window_and_leaves_the_threshold(tiny_hybrid):
+    """The veto pushes down windows in which no derivation alone looks like seizure; it never
+    raises a score, its floor lies at or below every training and validation seizure window, and
+    the threshold is the regression's own (a veto that lowers validation negatives would otherwise
+    let Youden's threshold fall, and the windows it does not veto alarm more)."""
+    from ictal.models.data import binary_target, unambiguous
+    from ictal.models.train import predict_proba, without_channel_veto
+    from ictal.runtime.metrics import choose_threshold
+
+    model, spec, thr, meta = load_checkpoint(tiny_hybrid["checkpoint"])
+    assert meta["model"]["channel_veto"] == {"tau": 0.25, "depth": 10.0, "scale": 0.1}
+    ws = tiny_hybrid["windows"]
+    x = torch.as_tensor(spec.normalise(ws.x))
+    with torch.no_grad():
+        vetoed = model(x)
+        with without_channel_veto(model):
+            alone = model(x)
+        evidence = model.summary.channel_evidence(model.log_power(x))
+    assert torch.all(vetoed <= alone + 1e-6) and torch.any(vetoed < alone - 1.0)
+    seizure = torch.as_tensor(ws.label >= 0.5)
+    assert evidence[seizure].min() >= -1e-5  # training and validation seizures alike
+    val = tiny_hybrid["val"] & unambiguous(ws.label)  # the windows training chose its threshold on
+    with without_channel_veto(model):
+        p_val = predict_proba(model, spec, ws.x[val])
+    assert thr == pytest.approx(choose_threshold(binary_target(ws.label[val]), p_val))
