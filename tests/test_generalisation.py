@@ -373,7 +373,7 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_or_saturat
                                                                                           tmp_path):
     """Half a headbox coming off (the right hemisphere's and the midline's electrodes flat for 30 s)
     leaves 9 of the 18 derivations flat; the shipped model then reads healthy EEG as a seizure on
-    every window (the flat-channel guard's reference, the median channel, is flat). The monitor
+    most windows (the flat-channel guard's reference, the median channel, is flat). The monitor
     rejects such windows; `ictal evaluate` must not count them as false alarms either."""
     import dataclasses
 
@@ -387,7 +387,7 @@ def test_evaluate_does_not_score_windows_the_monitor_rejects_for_flat_or_saturat
     path = write_headbox_half_off(eegmmidb_dir, folder)
     unguarded = score_edf(SHIPPED_MODEL, path, hop_s=2.0)
     flat_inside = (unguarded.start_s >= 20) & (unguarded.end_s <= 50)
-    assert (unguarded.p[flat_inside] >= unguarded.threshold).all()  # what the rule prevents
+    assert np.mean(unguarded.p[flat_inside] >= unguarded.threshold) > 0.5  # what the rule prevents
 
     r = _ictal("evaluate", folder, "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "out", "--hop", "2")
     assert r.returncode == 0, r.stderr
@@ -485,3 +485,35 @@ def test_shipped_model_does_not_read_healthy_eeg_low_passed_at_30_hz_as_seizure(
     assert len(low.p) == len(intact.p) >= 50
     alerting = np.mean(low.p >= low.threshold)
     assert alerting <= np.mean(intact.p >= intact.threshold) + 0.1, f"{alerting:.0%} of low-passed windows alert"
+
+
+def test_a_held_out_adults_muscle_artefact_is_vetoed_because_no_derivation_alone_looks_like_seizure(
+        chbmit_dir, neonatal_dir, eegmmidb_dir):
+    """The shipped recipe (the summary regression alone, `--epochs 0`) trained without S005, whose
+    frontal EMG over low delta the summaries read as a seizure (every held-out file of S005
+    alarmed in leave-one-patient-out). The channel veto must silence S005 without costing a
+    seizure window of the babies it trained on: their every derivation's evidence passes the floor."""
+    import torch
+
+    from ictal.models.data import WindowSet, build_windows
+    from ictal.models.train import TrainConfig, predict_proba, train_model, without_channel_veto
+
+    # the shipped recipe's spec: the double banana, absolute power, heart beats removed
+    spec = FeatureSpec(channels=list(DOUBLE_BANANA), relative="none", remove_cardiac_artefact=True)
+    quiet = {"log": lambda *_: None}
+    sets = [build_windows(chbmit_dir / "chb01", spec, hop_s=4.0, seizure_hop_s=2.0, source="chbmit", **quiet),
+            build_windows(neonatal_dir, spec, hop_s=4.0, seizure_hop_s=2.0, source="neonatal", **quiet)]
+    sets += [build_windows(eegmmidb_dir / s, spec, hop_s=6.0, source="eegmmidb", **quiet)
+             for s in ("S001", "S002", "S003", "S004", "S006")]
+    ws = WindowSet.concat(sets)
+    val = np.isin(ws.groups, ["neo04", "neo13", "neo38", "S006"])
+    tr, va = ws.subset(np.flatnonzero(~val)), ws.subset(np.flatnonzero(val))
+    model, fspec, thr, _ = train_model(tr, va, spec, TrainConfig(summary_branch=True, epochs=0), **quiet)
+    emg = build_windows(eegmmidb_dir / "S005", spec, hop_s=4.0, source="eegmmidb", **quiet)
+    with without_channel_veto(model):
+        regression_alone = predict_proba(model, fspec, emg.x)
+    assert np.mean(regression_alone >= thr) > 0.05  # what the summaries read: S005 looks like a seizure
+    assert np.mean(predict_proba(model, fspec, emg.x) >= thr) < 0.01
+    with torch.no_grad():
+        evidence = model.summary.channel_evidence(model.log_power(torch.as_tensor(fspec.normalise(tr.x))))
+    assert evidence[torch.as_tensor(tr.label >= 0.5)].min() >= -1e-5  # no training seizure lies below the floor
