@@ -12,7 +12,8 @@ import torch
 
 from ictal.models.train import load_checkpoint
 from ictal.runtime.errors import ModelError
-from ictal.runtime.scorer import META_GRAPH, REGRESSION_OUTPUTS, Scorer, file_sha256, metadata_json, onnx_graph_sha256
+from ictal.runtime.scorer import (CHANNEL_OUTPUTS, META_GRAPH, REGRESSION_OUTPUTS, Scorer, file_sha256, metadata_json,
+                                  onnx_graph_sha256)
 
 PARITY_TOL = 1e-4
 
@@ -31,23 +32,31 @@ class SummaryBranchLogit(torch.nn.Module):
 
 
 class LogitAndRegressions(torch.nn.Module):
-    """A model with a band-limited fallback: its logit, then the two regressions and the weight that
-    blends them (`REGRESSION_OUTPUTS`), so that occlusion can hold the weight at the window's own."""
+    """A model with a band-limited fallback and/or a channel veto: its logit, then the two
+    regressions and the weight that blends them (`REGRESSION_OUTPUTS`), so that occlusion can hold
+    the weight at the window's own, then each derivation's margin over the veto's floor and their
+    pooled evidence (`CHANNEL_OUTPUTS`), so that an explanation can name the derivations that look
+    like seizure on their own."""
 
-    def __init__(self, model, with_resnet: bool):
+    def __init__(self, model, with_resnet: bool, regressions: bool, channels: bool):
         super().__init__()
         self.model, self.with_resnet = model, with_resnet
+        self.regressions, self.channels = regressions, channels
 
     def forward(self, x):
-        from ictal.models.resnet import regression_logits
+        from ictal.models.resnet import channel_evidence, regression_logits
 
-        full, gamma_free, weight = regression_logits(self.model, x, self.with_resnet)
-        return full + weight * (gamma_free - full), full, gamma_free, weight
+        if self.regressions:
+            full, gamma_free, weight = regression_logits(self.model, x, self.with_resnet)
+            out = (full + weight * (gamma_free - full), full, gamma_free, weight)
+        else:
+            out = (self.model(x) if self.with_resnet else self.model.summary(self.model.log_power(x)),)
+        return out + (channel_evidence(self.model, x) if self.channels else ())
 
 
 def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> Path:
     from ictal.models.interpret import band_limited_fallback, flat_channel_guard
-    from ictal.models.resnet import has_band_limited_fallback, resnet_contributes
+    from ictal.models.resnet import has_band_limited_fallback, has_channel_veto, resnet_contributes
 
     model, spec, threshold, meta = load_checkpoint(checkpoint)
     output = Path(output)
@@ -55,8 +64,10 @@ def export_onnx(checkpoint: str | Path, output: str | Path, opset: int = 17) -> 
     dummy = torch.zeros(1, *spec.input_shape)
     contributes = resnet_contributes(model)
     graph = "whole network" if contributes else "summary branch only (the ResNet adds nothing)"
-    if has_band_limited_fallback(model):
-        exported, outputs = LogitAndRegressions(model, contributes).eval(), ["logit", *REGRESSION_OUTPUTS]
+    regressions, channels = has_band_limited_fallback(model), has_channel_veto(model)
+    if regressions or channels:
+        exported = LogitAndRegressions(model, contributes, regressions, channels).eval()
+        outputs = ["logit", *(REGRESSION_OUTPUTS if regressions else ()), *(CHANNEL_OUTPUTS if channels else ())]
     else:
         exported, outputs = (model if contributes else SummaryBranchLogit(model).eval()), ["logit"]
     torch.onnx.export(exported, (dummy,), str(output), input_names=["cwt"], output_names=outputs,

@@ -26,12 +26,14 @@ from ictal.runtime.channels import REGIONS, unique_labels
 from ictal.runtime.edf import open_edf
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
+from ictal.runtime.scorer import seizure_like_channels
 from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_matrix, baseline_log_power, occlude
 from ictal.runtime.windows import Window, condition_edf
 
 from .data import rejection_reasons
 from .explain import GradCAM, band_importance, relative
-from .resnet import has_band_limited_fallback, inference_logits, regression_logits, resnet_contributes
+from .resnet import (channel_evidence, has_band_limited_fallback, has_channel_veto, inference_logits,
+                     regression_logits, resnet_contributes)
 from .train import load_checkpoint
 
 
@@ -78,6 +80,14 @@ class TorchScorer:
         full, gamma_free, weight = (np.concatenate([p[k].numpy() for p in parts]).astype(np.float64) for k in range(3))
         return full, gamma_free, weight
 
+    def predict_channel_evidence(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(per-derivation margins over the channel veto's floor, pooled evidence), as the ONNX
+        scorer's; None without a veto."""
+        if not has_channel_veto(self.model):
+            return None
+        parts = self._in_batches(lambda b: channel_evidence(self.model, b), x)
+        return tuple(np.concatenate([p[k].numpy() for p in parts]).astype(np.float64) for k in range(2))
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.predict_logits(x)))
 
@@ -97,6 +107,8 @@ class SegmentExplanation:
     # why the monitor would not score this segment (flat or saturated channels), None where it would
     unscorable: str | None = None
     bad_channels: int = 0
+    # the channel veto's reading (`runtime.scorer.seizure_like_channels`); {} for a model without one
+    channel_veto: dict = dataclasses.field(default_factory=dict)
 
     @property
     def p(self) -> float:
@@ -140,7 +152,7 @@ class SegmentExplanation:
                 "dominant_band": self.dominant_band, "dominant_band_source": self.dominant_band_source,
                 "dominant_region": self.dominant_region,
                 "baseline": self.baseline, "muscle_like_channels": self.muscle_like_channels,
-                "unscorable": self.unscorable, "bad_channels": self.bad_channels}
+                "unscorable": self.unscorable, "bad_channels": self.bad_channels, **self.channel_veto}
 
 
 def dominant_band(segs: list[SegmentExplanation]) -> tuple[str, str]:
@@ -216,8 +228,9 @@ class Interpreter:
             end_s = start_s + self.spec.window_s
             ov = sum(max(0.0, min(end_s, sz.end_s) - max(start_s, sz.start_s)) for sz in seizures) / self.spec.window_s
             muscle = [labels[c] for c in muscle_channels(log_power, self.spec.freqs_hz)]
+            veto = seizure_like_channels(self.scorer, self.spec.normalise(log_power), labels)
             out.append(SegmentExplanation(float(start_s), float(end_s), ov, fi, relative(fi), occ, fti, base_info,
-                                          muscle, reason, int(bad)))
+                                          muscle, reason, int(bad), veto))
         return out
 
     def condition(self, edf: str | Path, allow_missing: int = 0):

@@ -196,14 +196,19 @@ class BandSummaryBranch(nn.Module):
         z = (per_channel - self.channel_feature_mean) / self.channel_feature_std
         return z @ self.channel_weight
 
-    def channel_evidence(self, log_power: torch.Tensor, per_channel: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch,): the soft maximum over derivations of their scores, relative to `channel_floor`
-        (below 0: no derivation looks as seizure-like as the least of the training seizures)."""
+    def channel_margins(self, log_power: torch.Tensor, per_channel: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch, channels): each derivation's score relative to the floor; ≥ 0: that derivation
+        alone looks as seizure-like as the least seizure-like training seizure window did."""
         scores = self.channel_scores(self.per_channel_features(log_power) if per_channel is None else per_channel)
+        return scores + self.channel_bias - self.channel_floor
+
+    def channel_evidence(self, log_power: torch.Tensor, per_channel: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch,): the soft maximum over derivations of `channel_margins` (below 0: no derivation
+        looks as seizure-like as the least of the training seizures; the veto's input)."""
         tau = self.channel_veto["tau"]
         # (a soft maximum less tau·log(channels) would read as a mean at high tau; the floor takes up
         # that constant, and leaving it out keeps the channel count out of the traced graph)
-        return tau * torch.logsumexp(scores / tau, dim=1) + self.channel_bias - self.channel_floor
+        return tau * torch.logsumexp(self.channel_margins(log_power, per_channel) / tau, dim=1)
 
     def veto_penalty(self, log_power: torch.Tensor) -> torch.Tensor:
         """(batch,): what the logit loses because no derivation looks like seizure; 0 without a veto."""
@@ -350,6 +355,20 @@ def regression_logits(model: CWTResNet, x: torch.Tensor, with_resnet: bool | Non
         resnet = model.resnet_weight * model.head(model.pool(model.features(x))).squeeze(-1)
         full, gamma_free = full + resnet, gamma_free + resnet
     return full, gamma_free, weight
+
+
+def has_channel_veto(model: nn.Module) -> bool:
+    summary = getattr(model, "summary", None)
+    return summary is not None and summary.channel_veto is not None
+
+
+def channel_evidence(model: CWTResNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-derivation margins (batch, channels), pooled evidence (batch,)) of a model with a channel
+    veto, from standardised input x: which derivations look like seizure on their own."""
+    log_power = model.log_power(x)
+    margins = model.summary.channel_margins(log_power)
+    tau = model.summary.channel_veto["tau"]
+    return margins, tau * torch.logsumexp(margins / tau, dim=1)
 
 
 def inference_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -383,6 +383,8 @@ def _add_explain(sub):
             d = s.to_json()
             print(f"{s.start_s:7.1f}-{s.end_s:7.1f} s  p={s.p:.3f}  band {d['dominant_band']:<5} "
                   f"({d['dominant_band_source']:<9})  region {d['dominant_region']}"
+                  + (f"  seizure-like: {', '.join(d['seizure_like_channels'][:3])}"
+                     if d.get("seizure_like_channels") else "")
                   + (f"  EMG-like: {', '.join(s.muscle_like_channels)}" if s.muscle_like_channels else "")
                   + (f"  NOT SCORABLE ({s.bad_channels} {s.unscorable}): the monitor would not score it, "
                      f"this explains the artefact" if s.unscorable else ""))

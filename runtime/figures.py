@@ -82,7 +82,10 @@ def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Pa
     fig = plt.figure(figsize=(5.2 * ncols, 8.4), dpi=110)
     gs = fig.add_gridspec(2, ncols, height_ratios=[1, 1.15], hspace=0.45, wspace=0.45)
     ax_eeg = fig.add_subplot(gs[0, :])
-    top = np.argsort(-np.abs(dl))[:n_traces]
+    # the most seizure-like derivations on their own (channel veto) fill up to half the traces
+    seizure_like = payload.get("seizure_like_channels") or []
+    first = [labels.index(c) for c in seizure_like[:n_traces // 2]]
+    top = np.array(first + [c for c in np.argsort(-np.abs(dl)) if c not in first][:n_traces - len(first)])
     eeg_path = Path(eeg_path) if eeg_path else Path(path).with_suffix(".npz")
     t_end = payload.get("t_stream_s")
     if eeg_path.exists():
@@ -91,10 +94,17 @@ def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Pa
         t = np.arange(eeg.shape[1]) / sf + ((t_end - eeg.shape[1] / sf) if t_end is not None else 0.0)
         muscle = payload.get("muscle_like_channels") or []
         scale = draw_eeg(ax_eeg, t, eeg[top], [f"{labels[c]} (Δlogit {dl[c]:+.2f})"
+                                               + (" · seizure-like alone" if labels[c] in seizure_like else "")
                                                + (" · EMG-like" if labels[c] in muscle else "") for c in top])
         ax_eeg.set_xlabel("time since the stream's first sample (s)" if t_end is not None else "time in window (s)")
-        ax_eeg.set_title(f"Alerting 10-s window: the {len(top)} channels whose occlusion moved the logit most "
-                         f"(traces {scale:g} µV apart)"
+        margin = payload.get("channel_margin") or {}
+        ax_eeg.set_title("Alerting 10-s window: "
+                         + (f"the {len(first)} derivations most seizure-like on their own, then " if first else "")
+                         + f"the channels whose occlusion moved the logit most (traces {scale:g} µV apart)"
+                         + (f"\n{len(seizure_like)} of {len(labels)} derivations look like seizure on their own "
+                            f"(margin over the least seizure-like training seizure): "
+                            + ", ".join(f"{c} ({margin[c]:+.2f})" for c in seizure_like[:4])
+                            + (", …" if len(seizure_like) > 4 else "") if seizure_like else "")
                          + (f"\npower rising from 8–12 into 20–30 Hz, the shape of scalp muscle (EMG), on "
                             f"{', '.join(muscle)}: read the traces" if muscle else ""), fontsize=8)
     else:

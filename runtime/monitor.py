@@ -25,7 +25,7 @@ from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
 from .occlusion import WITHIN_WINDOW_KIND, band_region_matrix, baseline_log_power, occlude
-from .scorer import Scorer
+from .scorer import Scorer, seizure_like_channels
 from .sinks import ConsoleStatus, JsonlLog, LslOutputs, lock_exclusively, unique_source_id
 
 # Technical alarms: the monitor cannot monitor. Kept apart from seizure alerts, as clinical
@@ -572,6 +572,7 @@ class Monitor:
             labels = unique_labels(self.spec.channels)
             payload.update({**occ.to_json(), "baseline": base_info,
                             "muscle_like_channels": [labels[c] for c in muscle_channels(log_power, self.spec.freqs_hz)],
+                            **seizure_like_channels(self.scorer, feats, labels),
                             "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
             fi = self._gradcam.band_importance(feats) if self.gradcam_checkpoint else None
             if fi is not None:
@@ -599,6 +600,11 @@ class Monitor:
         if self.console:
             self.console.line(f"  alert #{alert['alert_id']} regions: {', '.join(payload['top_regions'])}  "
                               f"strongest band x region: {' / '.join(payload['joint_top_cell'])}")
+            named = payload.get("seizure_like_channels") or []
+            if named:
+                self.console.line(f"  alert #{alert['alert_id']}: seizure-like on their own: "
+                                  + ", ".join(f"{c} ({payload['channel_margin'][c]:+.2f})" for c in named[:5])
+                                  + (f" and {len(named) - 5} more" if len(named) > 5 else ""))
             if payload["muscle_like_channels"]:
                 self.console.line(f"  alert #{alert['alert_id']}: power rising from 8-12 into 20-30 Hz on "
                                   f"{', '.join(payload['muscle_like_channels'])}, the shape of scalp muscle (EMG); "

@@ -29,6 +29,9 @@ META_GRAPH = "ictal.graph_sha256"  # of the ONNX graph itself (nodes + weights),
 # Outputs after the logit of a model with a band-limited fallback: its full and gamma-free regressions'
 # logits and the weight that blends them (logit = full + weight · (gamma_free − full)).
 REGRESSION_OUTPUTS = ("logit_full", "logit_gamma_free", "band_limited_weight")
+# a model with a channel veto: each derivation's score over the veto's floor (batch, channels) and
+# their soft maximum (batch,), the veto's input (≥ 0: some derivation looks like seizure on its own)
+CHANNEL_OUTPUTS = ("channel_margin", "channel_evidence")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -169,6 +172,7 @@ class Scorer:
         self.logit_output = outputs[0]
         # exported before the regressions were outputs: occlusion then sees the blended logit only
         self.has_regression_outputs = set(REGRESSION_OUTPUTS) <= set(outputs)
+        self.has_channel_outputs = set(CHANNEL_OUTPUTS) <= set(outputs)
         want = list(self.spec.input_shape)
         if [d for d in inp.shape[1:]] != want:
             raise ModelError(f"{self.path}: model input {inp.shape} does not match the spec's (batch, {want})")
@@ -200,6 +204,14 @@ class Scorer:
                              "re-export it with `ictal export`")
         full, gamma_free, weight = self._run(x, list(REGRESSION_OUTPUTS))
         return full, gamma_free, weight
+
+    def predict_channel_evidence(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(per-derivation margins over the channel veto's floor (n, channels), pooled evidence (n,)),
+        or None for a graph without `CHANNEL_OUTPUTS` (no veto, or exported before it)."""
+        if not self.has_channel_outputs:
+            return None
+        margins, evidence = self._run(x, list(CHANNEL_OUTPUTS))
+        return margins.reshape(len(evidence), -1), evidence
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-self.predict_logits(x).astype(np.float64)))
@@ -321,3 +333,18 @@ def metadata_json(spec: FeatureSpec, threshold: float, weights_sha256: str, name
             META_NAME: name, META_CHECKPOINT: checkpoint, META_PEERS: json.dumps(peers),
             META_FLAT_GUARD: json.dumps(flat_channel_guard), META_BAND_FALLBACK: json.dumps(band_limited_fallback),
             "ictal.metadata_version": json.dumps(1)}
+
+
+def seizure_like_channels(scorer, feats: np.ndarray, labels: list[str]) -> dict:
+    """One window's channel-veto reading, for an explanation: `channel_evidence` (the veto's input,
+    ≥ 0 where some derivation looks like seizure on its own), `channel_margin` per derivation, and
+    `seizure_like_channels`, the derivations at or over the floor, most seizure-like first. {} for a
+    model without a veto. scorer: a `Scorer` or anything with its `predict_channel_evidence`."""
+    got = scorer.predict_channel_evidence(feats)
+    if got is None:
+        return {}
+    margins, evidence = got
+    margin = np.asarray(margins[0], float)
+    return {"channel_evidence": round(float(evidence[0]), 4),
+            "channel_margin": {labels[c]: round(float(margin[c]), 4) for c in range(len(labels))},
+            "seizure_like_channels": [labels[c] for c in np.argsort(-margin, kind="stable") if margin[c] >= 0]}

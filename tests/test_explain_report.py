@@ -165,7 +165,8 @@ def test_plain_summary_tells_a_dead_resnet_from_a_zero_gradcam_map():
 
 
 def test_explain_names_emg_like_derivations_and_takes_the_band_from_occlusion_without_gradcam(eegmmidb_dir,
-                                                                                              chbmit_dir, tmp_path):
+                                                                                              chbmit_dir, neonatal_dir,
+                                                                                              tmp_path):
     """`ictal explain` with the shipped checkpoint, whose ResNet adds nothing: its Grad-CAM map is
     all zero, so the dominant band comes from occlusion (it was 'delta', the first band of an all-zero
     map, for every segment); S005R07's frontal EMG is named per segment, chb01's seizure has none."""
@@ -178,12 +179,17 @@ def test_explain_names_emg_like_derivations_and_takes_the_band_from_occlusion_wi
     doc = write_explanation(interp, "S005R07.edf", rec, data, seizures, segs, tmp_path / "emg")
     for seg, js in zip(segs, doc["segments"]):
         assert {"FP2-F4", "FP2-F8", "F8-T8"} <= set(js["muscle_like_channels"])
+        # the EMG windows the channel veto exists for: no derivation looks like seizure on its own
+        assert js["seizure_like_channels"] == [] and js["channel_evidence"] < 0
         occluded = seg.occlusion.band_importance()
         assert js["dominant_band_source"] == "occlusion" and js["dominant_band"] == max(occluded, key=occluded.get)
     assert (tmp_path / "emg" / "local_interpretation.png").stat().st_size > 20_000
     _, _, _, (before, seizure) = interp.explain_file(chbmit_dir / "chb01" / "chb01_03_onset.edf", 0.0, 20.0)
     assert before.dominant_band == "alpha" and before.dominant_band_source == "occlusion"  # alpha +3.4 Δlogit
     assert seizure.p > interp.threshold and seizure.muscle_like_channels == []
+    # neo73's right-frontotemporal rhythmic delta: FP2-F8 alone looks like seizure in its first 10 s
+    _, _, _, (onset, *_) = interp.explain_file(neonatal_dir / "neo73_seizure.edf", 0.0, 30.0)
+    assert onset.channel_veto["seizure_like_channels"] == ["FP2-F8"] and onset.dominant_region == "right temporal"
 
 
 def test_report_of_a_hybrid_whose_resnet_adds_nothing_draws_no_gradcam_and_says_why(tiny_hybrid, synthetic_dir,

@@ -459,3 +459,30 @@ def test_channel_veto_only_lowers_scores_keeps_every_seemingly_seizure_window_an
     with without_channel_veto(model):
         p_val = predict_proba(model, spec, ws.x[val])
     assert thr == pytest.approx(choose_threshold(binary_target(ws.label[val]), p_val))
+
+
+def test_onnx_names_the_derivations_that_look_like_seizure_on_their_own_as_torch_does(tiny_hybrid):
+    """The graph of a model with a channel veto outputs each derivation's margin over the veto's
+    floor and their pooled evidence (the veto's input), equal to torch's; an explanation names the
+    derivations at or over the floor, most seizure-like first, and the pooled evidence is never
+    below the best single derivation's (a soft maximum)."""
+    from ictal.models.interpret import TorchScorer
+    from ictal.runtime.channels import unique_labels
+    from ictal.runtime.scorer import Scorer, seizure_like_channels
+
+    model, spec, _, _ = load_checkpoint(tiny_hybrid["checkpoint"])
+    scorer = Scorer(tiny_hybrid["onnx"])
+    assert scorer.has_channel_outputs and scorer.has_regression_outputs
+    ws = tiny_hybrid["windows"]
+    x = spec.normalise(ws.x)
+    margins, evidence = scorer.predict_channel_evidence(x)
+    torch_margins, torch_evidence = TorchScorer(model).predict_channel_evidence(x)
+    assert margins.shape == (len(x), len(spec.channels))
+    assert np.abs(margins - torch_margins).max() < 1e-4 and np.abs(evidence - torch_evidence).max() < 1e-4
+    assert (evidence >= margins.max(axis=1) - 1e-5).all()
+    labels = unique_labels(spec.channels)
+    seizure = int(np.argmax(np.where(ws.label >= 0.5, margins.max(axis=1), -np.inf)))
+    named = seizure_like_channels(scorer, x[seizure], labels)
+    expected = sorted((c for c in range(len(labels)) if margins[seizure, c] >= 0), key=lambda c: -margins[seizure, c])
+    assert named["seizure_like_channels"] == [labels[c] for c in expected] != []
+    assert named["channel_evidence"] == pytest.approx(evidence[seizure], abs=1e-3)
