@@ -481,6 +481,9 @@ class LoadedModel(NamedTuple):
     threshold: float
     peers: object  # ClassicalPeers or None
     band_limited_fallback: bool  # low-passed windows go to a gamma-free regression (warnings say so)
+    # log_power → the channel veto's evidence per window (below 0: no derivation looks like seizure
+    # on its own, the score was pushed down); None for a model without a veto
+    channel_evidence: Callable | None = None
 
 
 def load_model(model: str | Path, threads: int | None = None) -> LoadedModel:
@@ -490,8 +493,10 @@ def load_model(model: str | Path, threads: int | None = None) -> LoadedModel:
         from ictal.runtime.scorer import Scorer
 
         scorer = Scorer(model, threads=threads)
+        evidence = (lambda x: scorer.predict_channel_evidence(scorer.spec.normalise(x))[1]) \
+            if scorer.has_channel_outputs else None
         return LoadedModel(scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers,
-                           scorer.band_limited_fallback is not None)
+                           scorer.band_limited_fallback is not None, evidence)
     from ictal.runtime.peers import ClassicalPeers
 
     from .train import load_checkpoint, predict_proba
@@ -499,10 +504,15 @@ def load_model(model: str | Path, threads: int | None = None) -> LoadedModel:
     if threads:
         import torch
         torch.set_num_threads(threads)
+    from .interpret import TorchScorer
+    from .resnet import has_channel_veto
+
     net, spec, threshold, meta = load_checkpoint(model)
+    evidence = (lambda x: TorchScorer(net).predict_channel_evidence(spec.normalise(x))[1]) \
+        if has_channel_veto(net) else None
     return LoadedModel(lambda x: predict_proba(net, spec, x), spec, threshold,
                        ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model)),
-                       "band_limited_rows" in meta["model"])
+                       "band_limited_rows" in meta["model"], evidence)
 
 
 # One loaded model per scoring process (a local worker or a Ray worker), keyed by its file.
@@ -525,6 +535,7 @@ class ScoredRecording(NamedTuple):
     heart_beats_removed: np.ndarray  # per window: were its heart beats removed before the features?
     muscle_like_channels: np.ndarray  # per window: derivations whose power rises into 20-30 Hz (EMG-like)
     bad_channels: np.ndarray  # per window: derivations flat over a second of it or saturated, besides the missing
+    channel_evidence: np.ndarray  # per window: the channel veto's evidence (NaN: no veto, or not scored)
 
 
 def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
@@ -535,16 +546,18 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     can alarm there."""
     from .data import log_power_transform, recording_windows, rejected_windows
 
-    predict, spec, threshold, peers, _ = _loaded(model, threads)
+    predict, spec, threshold, peers, _, channel_evidence = _loaded(model, threads)
     transform = log_power_transform(spec, threads or os.cpu_count() or 1)  # threads=1 in worker processes
     model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
     drops: list[np.ndarray] = []
     cleaned: list[np.ndarray] = []
     muscle: list[np.ndarray] = []
     quality_seconds: list[tuple[np.ndarray, np.ndarray]] = []
+    evidence: list[np.ndarray] = []
 
     def score_batch(log_power):
         model_p.append(predict(log_power))
+        evidence.append(channel_evidence(log_power) if channel_evidence else np.full(len(log_power), np.nan))
         drops.append(top_band_drop(log_power, spec))
         cleaned.append(transform.last_heart_beats_removed.copy())
         muscle.append(muscle_like(log_power, spec.freqs_hz).sum(axis=1))
@@ -553,14 +566,14 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
                             source=source, on_batch=score_batch, quality_seconds=quality_seconds)
     if not rec.windows:
         return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
-                               {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int))
+                               {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int), np.zeros(0))
     missing = [label for labels in rec.zero_filled.values() for label in labels]
     rejected, n_bad = rejected_windows(rec.windows, missing, quality_seconds, spec, force=force)
     methods = score_methods(np.concatenate(model_p), threshold, rec, peers)
     scores = {m: np.where(rejected, np.nan, p).astype(np.float32) for m, (p, _) in methods.items()}
     return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
                            scores, float(np.median(np.concatenate(drops))), np.concatenate(cleaned),
-                           np.concatenate(muscle), n_bad)
+                           np.concatenate(muscle), n_bad, np.where(rejected, np.nan, np.concatenate(evidence)))
 
 
 def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
@@ -612,8 +625,10 @@ def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int,
 SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction", "p"]
 # after the peers' scores: 1 where the window's cardiac artefact was subtracted before its features;
 # how many derivations rise from 8-12 into 20-30 Hz like scalp muscle (named, not removed); how
-# many are flat over a second of the window or saturated, besides the missing ones (too many: NaN scores)
-CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "bad_channels"]
+# many are flat over a second of the window or saturated, besides the missing ones (too many: NaN scores);
+# the channel veto's evidence (below 0: no derivation looked like seizure on its own and the score was
+# pushed down; nan for a model without a veto or a window not scored)
+CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "bad_channels", "channel_evidence"]
 
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
@@ -657,7 +672,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         ``methods``: ``{"model" | peer name: {"window", "event", "seizure_free"}}``;
         ``metrics``: what ``metrics.json`` holds; ``files``: the paths written.
     """
-    _, spec, model_threshold, peers, fallback = _loaded(str(model), None)
+    _, spec, model_threshold, peers, fallback, _ = _loaded(str(model), None)
     threshold = model_threshold if threshold is None else threshold
     check_zero_fill(allow_missing, len(spec.channels), force=force, model_name=f"model {Path(str(model)).stem}")
     out = Path(out_dir)
@@ -670,9 +685,9 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS + peer_names + CLEANING_COLUMNS)
         recs = find_labelled_recordings(data)
-        for rec, scores, drop, cleaned, muscle, bad in _scored_recordings(str(model), recs, hop_s, allow_missing,
-                                                                   Path(data).name, workers=workers,
-                                                                   ray_address=ray_address, force=force):
+        for rec, scores, drop, cleaned, muscle, bad, evidence in _scored_recordings(
+                str(model), recs, hop_s, allow_missing, Path(data).name, workers=workers, ray_address=ray_address,
+                force=force):
             if not rec.windows:
                 continue
             n_rejected = int(np.isnan(scores["model"]).sum())
@@ -692,7 +707,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
                                 + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names]
-                                + [int(cleaned[i]), int(muscle[i]), int(bad[i])])
+                                + [int(cleaned[i]), int(muscle[i]), int(bad[i]), f"{evidence[i]:.4g}"])
             fh.flush()
             for m, p in scores.items():
                 methods_p.setdefault(m, []).append(p)

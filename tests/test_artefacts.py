@@ -220,8 +220,13 @@ def test_scores_csv_counts_the_emg_like_derivations_of_each_window(eegmmidb_dir,
     r = _ictal("evaluate", tmp_path / "data", "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "out", "--hop", "2")
     assert r.returncode == 0, r.stderr
     counts: dict[str, dict[float, int]] = {}
+    evidence: dict[str, list[float]] = {}
     for row in csv.DictReader(open(tmp_path / "out" / "scores.csv")):
         counts.setdefault(row["recording"], {})[float(row["start_s"])] = int(row["muscle_like_channels"])
+        evidence.setdefault(row["recording"], []).append(float(row["channel_evidence"]))
+    # the channel veto's reading beside each score: on most of S005R07's windows no derivation
+    # looks like seizure on its own (evidence below 0: the score was pushed down)
+    assert np.all(np.isfinite(evidence[emg.name])) and np.median(evidence[emg.name]) < 0
     window = CWTransform(SPEC).log_power(_window(emg, 38.0))
     assert counts[emg.name][38.0] == len(muscle_channels(window, SPEC.freqs_hz)) >= 3
     assert min(counts[emg.name].values()) >= 1

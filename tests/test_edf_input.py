@@ -160,8 +160,8 @@ def test_scoring_a_recording_keeps_one_batch_of_features_and_gives_the_same_scor
     from ictal.runtime.shipped import SHIPPED_MODEL
 
     (lr,) = find_labelled_recordings(neonatal_dir / "neo07_seizure.edf")
-    windows, scores, drop, cleaned, _, _ = score_recording(str(SHIPPED_MODEL), lr, hop_s=1.0, allow_missing=0,
-                                                     source="neonatal")
+    scored = score_recording(str(SHIPPED_MODEL), lr, hop_s=1.0, allow_missing=0, source="neonatal")
+    windows, scores, drop, cleaned = scored.windows, scored.scores, scored.top_band_drop, scored.heart_beats_removed
     predict, spec, *_ = load_model(SHIPPED_MODEL)
     kept = recording_windows(lr, spec, log_power_transform(spec), hop_s=1.0, seizure_hop_s=1.0)
     assert len(windows.x) == 0 and len(windows.windows) == len(kept.x) == 21
