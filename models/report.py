@@ -41,10 +41,10 @@ LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
 # ---------------------------------------------------------------- plain-language summary
 def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float = 0.0, step_s: float = 2.0,
                   gradcam_meaningful: bool = True, replaced_with: str = "quiet baseline EEG",
-                  muscle_like_channels=()) -> str:
+                  muscle_like_channels=(), channel_veto: dict | None = None) -> str:
     """This window's own numbers in words: p, the Grad-CAM band over time, what occlusion
     (whole regions, and band × region cells) says carried the evidence, and which derivations
-    look like scalp muscle.
+    look like scalp muscle, and (a model with a channel veto) which look like seizure on their own.
 
     `gradcam_meaningful` is False for a hybrid whose ResNet adds nothing (`resnet_contributes`);
     `replaced_with` names what the occluded parts were taken from."""
@@ -88,10 +88,26 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
     if cell > 0.1:
         text.append(f"Of the 25 band × region cells, {band} in the {region} region carried the most evidence "
                     f"(logit drop {cell:.2f} when replaced).")
+    if channel_veto:
+        named = channel_veto["seizure_like_channels"]
+        if named:
+            text.append(f"Derivations that look, on their own, at least as seizure-like as the model's least "
+                        f"seizure-like training seizure: {_seizure_like_text(channel_veto)}.")
+        else:
+            text.append(f"No derivation looks like seizure on its own (the most seizure-like is "
+                        f"{-channel_veto['channel_evidence']:.2f} below the least seizure-like training seizure), "
+                        f"so the model pushed this score down.")
     if muscle_like_channels:
         text.append(f"Power rises from 8–12 into 20–30 Hz on {', '.join(muscle_like_channels)}, the shape of scalp "
                     f"muscle (EMG); a seizure's fast activity can look alike: check the traces.")
     return " ".join(text)
+
+
+def _seizure_like_text(channel_veto: dict, shown: int = 4) -> str:
+    """'FP2-F8 (+1.93), P8-O2 (+0.40) and 3 more': the derivations over the channel veto's floor."""
+    named, margin = channel_veto["seizure_like_channels"], channel_veto["channel_margin"]
+    text = ", ".join(f"{c} ({margin[c]:+.2f})" for c in named[:shown])
+    return text + (f" and {len(named) - shown} more" if len(named) > shown else "")
 
 
 def llm_rewrite(text: str, timeout_s: float = 20.0, retries: int = 2) -> tuple[str, str]:
@@ -420,7 +436,7 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                                     replaced_with=("the window's median channel"
                                                    if seg.baseline["kind"] == WITHIN_WINDOW_KIND
                                                    else "quiet baseline EEG"),
-                                    muscle_like_channels=seg.muscle_like_channels)
+                                    muscle_like_channels=seg.muscle_like_channels, channel_veto=seg.channel_veto)
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
             band, region = seg.occlusion.top_cell()
             md += [f"### Example {n_done}: {kind}", "",
@@ -436,6 +452,11 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                        + ("none, the ResNet adds nothing)" if not interp.gradcam_meaningful else "all zero here)")),
                    "- EMG-like derivations (power rising from 8–12 into 20–30 Hz, named, not removed): "
                    + (", ".join(seg.muscle_like_channels) or "none"),
+                   *(["- derivations that look like seizure on their own (margin over the least seizure-like "
+                      "training seizure): " + (_seizure_like_text(seg.channel_veto) or
+                                                f"none (evidence {seg.channel_veto['channel_evidence']:+.2f}: "
+                                                f"the channel veto lowered the score)")]
+                     if seg.channel_veto else []),
                    f"- occlusion baseline: {seg.baseline['kind']}" + (
                        f", {seg.baseline['start_s']:g}–{seg.baseline['end_s']:g} s" if "start_s" in seg.baseline else ""),
                    f"- Integrated Gradients completeness: Σ attributions {ex['maps']['ig_sum']:.3f} vs "

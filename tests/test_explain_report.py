@@ -162,6 +162,15 @@ def test_plain_summary_tells_a_dead_resnet_from_a_zero_gradcam_map():
     assert "scalp muscle" not in dead
     emg = plain_summary(zero_map, spec, occ, 0.5, gradcam_meaningful=False, muscle_like_channels=["FP2-F8", "F8-T8"])
     assert "20–30 Hz on FP2-F8, F8-T8, the shape of scalp muscle" in emg
+    # a model with a channel veto: the derivations over its floor, or why the score was pushed down
+    margin = {c: -1.0 for c in spec.channels} | {"FP2-F8": 1.93, "T8-P8": 0.4}
+    focal = plain_summary(zero_map, spec, occ, 0.5, gradcam_meaningful=False, channel_veto={
+        "channel_evidence": 1.95, "channel_margin": margin, "seizure_like_channels": ["FP2-F8", "T8-P8"]})
+    assert "least seizure-like training seizure: FP2-F8 (+1.93), T8-P8 (+0.40)." in focal
+    vetoed = plain_summary(zero_map, spec, occ, 0.5, gradcam_meaningful=False, channel_veto={
+        "channel_evidence": -0.6, "channel_margin": margin, "seizure_like_channels": []})
+    assert "No derivation looks like seizure on its own (the most seizure-like is 0.60 below" in vetoed
+    assert "seizure-like" not in dead
 
 
 def test_explain_names_emg_like_derivations_and_takes_the_band_from_occlusion_without_gradcam(eegmmidb_dir,
