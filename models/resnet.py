@@ -202,13 +202,17 @@ class BandSummaryBranch(nn.Module):
         scores = self.channel_scores(self.per_channel_features(log_power) if per_channel is None else per_channel)
         return scores + self.channel_bias - self.channel_floor
 
-    def channel_evidence(self, log_power: torch.Tensor, per_channel: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch,): the soft maximum over derivations of `channel_margins` (below 0: no derivation
-        looks as seizure-like as the least of the training seizures; the veto's input)."""
+    def pooled_evidence(self, margins: torch.Tensor) -> torch.Tensor:
+        """(batch,): the soft maximum over derivations of their margins (below 0: no derivation looks
+        as seizure-like as the least of the training seizures; the veto's input)."""
         tau = self.channel_veto["tau"]
         # (a soft maximum less tau·log(channels) would read as a mean at high tau; the floor takes up
         # that constant, and leaving it out keeps the channel count out of the traced graph)
-        return tau * torch.logsumexp(self.channel_margins(log_power, per_channel) / tau, dim=1)
+        return tau * torch.logsumexp(margins / tau, dim=1)
+
+    def channel_evidence(self, log_power: torch.Tensor, per_channel: torch.Tensor | None = None) -> torch.Tensor:
+        """(batch,): `pooled_evidence` of the window's `channel_margins`."""
+        return self.pooled_evidence(self.channel_margins(log_power, per_channel))
 
     def veto_penalty(self, log_power: torch.Tensor) -> torch.Tensor:
         """(batch,): what the logit loses because no derivation looks like seizure; 0 without a veto."""
@@ -365,10 +369,8 @@ def has_channel_veto(model: nn.Module) -> bool:
 def channel_evidence(model: CWTResNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(per-derivation margins (batch, channels), pooled evidence (batch,)) of a model with a channel
     veto, from standardised input x: which derivations look like seizure on their own."""
-    log_power = model.log_power(x)
-    margins = model.summary.channel_margins(log_power)
-    tau = model.summary.channel_veto["tau"]
-    return margins, tau * torch.logsumexp(margins / tau, dim=1)
+    margins = model.summary.channel_margins(model.log_power(x))
+    return margins, model.summary.pooled_evidence(margins)
 
 
 def inference_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
