@@ -26,8 +26,8 @@ from ictal.runtime.channels import REGIONS, unique_labels
 from ictal.runtime.edf import open_edf
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ, CWTransform
-from ictal.runtime.scorer import seizure_like_channels
 from ictal.runtime.occlusion import WITHIN_WINDOW_KIND, Occlusion, band_region_matrix, baseline_log_power, occlude
+from ictal.runtime.scorer import seizure_like_channels
 from ictal.runtime.windows import Window, condition_edf
 
 from .data import rejection_reasons
