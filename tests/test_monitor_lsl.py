@@ -315,3 +315,8 @@ def test_the_demo_ends_with_its_replay_and_raises_no_technical_alarm(tmp_path):
     assert (tmp_path / "demo" / "timeline.png").stat().st_size > 0
     explained = [e for e in log if e["event"] == "alert_explanation"]
     assert len(explained) == 1 and explained[0]["muscle_like_channels"] == []  # a baby's seizure, no EMG
+    # the shipped graph's channel-veto outputs reach the live explanation: derivations that look like
+    # seizure on their own, most seizure-like first, each at or over the floor
+    named, margin = explained[0]["seizure_like_channels"], explained[0]["channel_margin"]
+    assert named and explained[0]["channel_evidence"] >= margin[named[0]] >= 0
+    assert [margin[c] for c in named] == sorted((m for m in margin.values() if m >= 0), reverse=True)
