@@ -481,9 +481,9 @@ class LoadedModel(NamedTuple):
     threshold: float
     peers: object  # ClassicalPeers or None
     band_limited_fallback: bool  # low-passed windows go to a gamma-free regression (warnings say so)
-    # log_power → the channel veto's evidence per window (below 0: no derivation looks like seizure
-    # on its own, the score was pushed down); None for a model without a veto
-    channel_evidence: Callable | None = None
+    # log_power → (p, the channel veto's evidence per window: below 0, no derivation looked like
+    # seizure on its own and the score was pushed down; NaN for a model without a veto)
+    predict_with_evidence: Callable | None = None
 
 
 def load_model(model: str | Path, threads: int | None = None) -> LoadedModel:
@@ -493,10 +493,8 @@ def load_model(model: str | Path, threads: int | None = None) -> LoadedModel:
         from ictal.runtime.scorer import Scorer
 
         scorer = Scorer(model, threads=threads)
-        evidence = (lambda x: scorer.predict_channel_evidence(scorer.spec.normalise(x))[1]) \
-            if scorer.has_channel_outputs else None
         return LoadedModel(scorer.predict_log_power, scorer.spec, scorer.threshold, scorer.peers,
-                           scorer.band_limited_fallback is not None, evidence)
+                           scorer.band_limited_fallback is not None, scorer.predict_log_power_and_evidence)
     from ictal.runtime.peers import ClassicalPeers
 
     from .train import load_checkpoint, predict_proba
@@ -508,11 +506,15 @@ def load_model(model: str | Path, threads: int | None = None) -> LoadedModel:
     from .resnet import has_channel_veto
 
     net, spec, threshold, meta = load_checkpoint(model)
-    evidence = (lambda x: TorchScorer(net).predict_channel_evidence(spec.normalise(x))[1]) \
-        if has_channel_veto(net) else None
+    def predict_with_evidence(x):
+        p = predict_proba(net, spec, x)
+        if not has_channel_veto(net):
+            return p, np.full(len(p), np.nan)
+        return p, TorchScorer(net).predict_channel_evidence(spec.normalise(x))[1]
+
     return LoadedModel(lambda x: predict_proba(net, spec, x), spec, threshold,
                        ClassicalPeers.from_dict(meta.get("classical_peers"), where=str(model)),
-                       "band_limited_rows" in meta["model"], evidence)
+                       "band_limited_rows" in meta["model"], predict_with_evidence)
 
 
 # One loaded model per scoring process (a local worker or a Ray worker), keyed by its file.
@@ -546,7 +548,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     can alarm there."""
     from .data import log_power_transform, recording_windows, rejected_windows
 
-    predict, spec, threshold, peers, _, channel_evidence = _loaded(model, threads)
+    _, spec, threshold, peers, _, predict_with_evidence = _loaded(model, threads)
     transform = log_power_transform(spec, threads or os.cpu_count() or 1)  # threads=1 in worker processes
     model_p: list[np.ndarray] = []  # scored a batch at a time: a long recording's features are never all held
     drops: list[np.ndarray] = []
@@ -556,8 +558,9 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     evidence: list[np.ndarray] = []
 
     def score_batch(log_power):
-        model_p.append(predict(log_power))
-        evidence.append(channel_evidence(log_power) if channel_evidence else np.full(len(log_power), np.nan))
+        p, channel_evidence = predict_with_evidence(log_power)  # one pass of the graph for both
+        model_p.append(p)
+        evidence.append(channel_evidence)
         drops.append(top_band_drop(log_power, spec))
         cleaned.append(transform.last_heart_beats_removed.copy())
         muscle.append(muscle_like(log_power, spec.freqs_hz).sum(axis=1))

@@ -220,6 +220,16 @@ class Scorer:
         """Score un-normalised log10 power (as models.data builds it)."""
         return self.predict_proba(self.spec.normalise(x_log_power))
 
+    def predict_log_power_and_evidence(self, x_log_power: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(p, the channel veto's pooled evidence) of un-normalised log10 power in one pass of the
+        graph; the evidence is NaN for a graph without `CHANNEL_OUTPUTS`."""
+        x = self.spec.normalise(x_log_power)
+        if not self.has_channel_outputs:
+            p = self.predict_proba(x)
+            return p, np.full(len(p), np.nan)
+        logit, evidence = self._run(x, [self.logit_output, CHANNEL_OUTPUTS[1]])
+        return 1.0 / (1.0 + np.exp(-logit.astype(np.float64))), evidence
+
     def score_samples(self, window_uv: np.ndarray) -> float:
         """p(seizure) of one conditioned window. window_uv : (n_channels, n_samples)."""
         return float(self.predict_proba(self.transform(window_uv))[0])
