@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ictal.runtime.annotations import find_labelled_recordings
-from ictal.runtime.channels import unique_labels
+from ictal.runtime.channels import seizure_like_text, unique_labels
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ
 from ictal.runtime.figures import draw_eeg
@@ -92,7 +92,7 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
         named = channel_veto["seizure_like_channels"]
         if named:
             text.append(f"Derivations that look, on their own, at least as seizure-like as the model's least "
-                        f"seizure-like training seizure: {_seizure_like_text(channel_veto)}.")
+                        f"seizure-like training seizure: {seizure_like_text(channel_veto)}.")
         else:
             text.append(f"No derivation looks like seizure on its own (the most seizure-like is "
                         f"{-channel_veto['channel_evidence']:.2f} below the least seizure-like training seizure), "
@@ -101,13 +101,6 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
         text.append(f"Power rises from 8–12 into 20–30 Hz on {', '.join(muscle_like_channels)}, the shape of scalp "
                     f"muscle (EMG); a seizure's fast activity can look alike: check the traces.")
     return " ".join(text)
-
-
-def _seizure_like_text(channel_veto: dict, shown: int = 4) -> str:
-    """'FP2-F8 (+1.93), P8-O2 (+0.40) and 3 more': the derivations over the channel veto's floor."""
-    named, margin = channel_veto["seizure_like_channels"], channel_veto["channel_margin"]
-    text = ", ".join(f"{c} ({margin[c]:+.2f})" for c in named[:shown])
-    return text + (f" and {len(named) - shown} more" if len(named) > shown else "")
 
 
 def llm_rewrite(text: str, timeout_s: float = 20.0, retries: int = 2) -> tuple[str, str]:
@@ -453,7 +446,7 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                    "- EMG-like derivations (power rising from 8–12 into 20–30 Hz, named, not removed): "
                    + (", ".join(seg.muscle_like_channels) or "none"),
                    *(["- derivations that look like seizure on their own (margin over the least seizure-like "
-                      "training seizure): " + (_seizure_like_text(seg.channel_veto) or
+                      "training seizure): " + (seizure_like_text(seg.channel_veto) or
                                                 f"none (evidence {seg.channel_veto['channel_evidence']:+.2f}: "
                                                 f"the channel veto lowered the score)")]
                      if seg.channel_veto else []),

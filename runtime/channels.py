@@ -308,3 +308,11 @@ def resolve_montage(source_labels: list[str], target_labels: list[str], *, allow
                f"the model's scores mean little; score this montage with a model trained on it "
                f"(--allow-missing {len(missing)} --force zero-fills them anyway)."))
     return Montage(m, list(target_labels), list(source_labels), how, missing)
+
+
+def seizure_like_text(reading: dict, shown: int = 4) -> str:
+    """'FP2-F8 (+1.93), P8-O2 (+0.40) and 3 more' from a `runtime.scorer.seizure_like_channels`
+    reading: the derivations over the channel veto's floor with their margins ('' when none is)."""
+    named, margin = reading.get("seizure_like_channels") or [], reading.get("channel_margin") or {}
+    text = ", ".join(f"{c} ({margin[c]:+.2f})" for c in named[:shown])
+    return text + (f" and {len(named) - shown} more" if len(named) > shown else "")

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .channels import REGIONS  # noqa: E402
+from .channels import REGIONS, seizure_like_text  # noqa: E402
 from .features import BANDS_HZ  # noqa: E402
 
 BAND_LABELS = [f"{b} {lo:g}–{hi:g} Hz" for b, (lo, hi) in BANDS_HZ.items()]
@@ -97,14 +97,12 @@ def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Pa
                                                + (" · seizure-like alone" if labels[c] in seizure_like else "")
                                                + (" · EMG-like" if labels[c] in muscle else "") for c in top])
         ax_eeg.set_xlabel("time since the stream's first sample (s)" if t_end is not None else "time in window (s)")
-        margin = payload.get("channel_margin") or {}
         ax_eeg.set_title("Alerting 10-s window: "
                          + (f"the {len(first)} derivations most seizure-like on their own, then " if first else "")
                          + f"the channels whose occlusion moved the logit most (traces {scale:g} µV apart)"
                          + (f"\n{len(seizure_like)} of {len(labels)} derivations look like seizure on their own "
                             f"(margin over the least seizure-like training seizure): "
-                            + ", ".join(f"{c} ({margin[c]:+.2f})" for c in seizure_like[:4])
-                            + (", …" if len(seizure_like) > 4 else "") if seizure_like else "")
+                            + seizure_like_text(payload) if seizure_like else "")
                          + (f"\npower rising from 8–12 into 20–30 Hz, the shape of scalp muscle (EMG), on "
                             f"{', '.join(muscle)}: read the traces" if muscle else ""), fontsize=8)
     else:

@@ -20,7 +20,7 @@ from .alerts import AlertStateMachine
 from .artefacts import muscle_channels
 from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
 from .channels import (FLAT_UV, MAX_BAD_CHANNELS, SATURATED_SHARE, SATURATION_UV, check_zero_fill, flat_channels,
-                       resolve_montage, unique_labels, window_rejection)
+                       resolve_montage, seizure_like_text, unique_labels, window_rejection)
 from .conditioning import StreamingFilter, StreamingResampler
 from .errors import ChannelMismatch, SinkError, StreamError
 from .lsl import LslSource
@@ -600,11 +600,9 @@ class Monitor:
         if self.console:
             self.console.line(f"  alert #{alert['alert_id']} regions: {', '.join(payload['top_regions'])}  "
                               f"strongest band x region: {' / '.join(payload['joint_top_cell'])}")
-            named = payload.get("seizure_like_channels") or []
-            if named:
+            if payload.get("seizure_like_channels"):
                 self.console.line(f"  alert #{alert['alert_id']}: seizure-like on their own: "
-                                  + ", ".join(f"{c} ({payload['channel_margin'][c]:+.2f})" for c in named[:5])
-                                  + (f" and {len(named) - 5} more" if len(named) > 5 else ""))
+                                  + seizure_like_text(payload, shown=5))
             if payload["muscle_like_channels"]:
                 self.console.line(f"  alert #{alert['alert_id']}: power rising from 8-12 into 20-30 Hz on "
                                   f"{', '.join(payload['muscle_like_channels'])}, the shape of scalp muscle (EMG); "
