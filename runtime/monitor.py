@@ -338,6 +338,9 @@ class Monitor:
                 if replacement is not None:
                     self._reconnect(replacement)
             return 0
+        # samples lost before this chunk were the monitor's overrun only if it was already behind
+        # then; a backlog that a reconnected inlet delivers late is the source's gap
+        was_behind = "falling_behind" in self.technical and not self.stalled
         if self.stalled:
             self._record({"event": "stream_resumed", "t_lsl": float(ts[0])})
             self.stalled = False
@@ -349,7 +352,7 @@ class Monitor:
             self._technical("falling_behind", True, lag_s=round(lag, 2))
         elif lag < self.behind_s / 2:
             self._technical("falling_behind", False, lag_s=round(lag, 2))
-        self._ingest(data, ts)
+        self._ingest(data, ts, was_behind)
         return len(ts)
 
     def _check_rate(self, first: float, last: float, n: int) -> None:
@@ -367,7 +370,7 @@ class Monitor:
         self._technical("rate_mismatch", off, declared_hz=declared, effective_hz=round(effective, 2))
         self._rate_t0, self._rate_n = None, 0
 
-    def _follow_clock(self, ts: np.ndarray) -> tuple[float, float]:
+    def _follow_clock(self, ts: np.ndarray, was_behind: bool = False) -> tuple[float, float]:
         """Place a chunk on the stream's timeline: its (first, last) sample time. After a gap or
         clock jump (logged; the buffers restart) the timeline starts again at this chunk.
 
@@ -391,7 +394,7 @@ class Monitor:
                 return expected, expected + (n - 1) * period
             self._suspect_jump = None
             # samples lost while the monitor was behind are an overrun, not the source's gap
-            kind = ("overrun" if "falling_behind" in self.technical else "gap") if jump > 0 else "clock_jump"
+            kind = ("overrun" if was_behind else "gap") if jump > 0 else "clock_jump"
             self.n_gaps += 1
             self._record({"event": kind, "from_t_lsl": self.last_ts, "to_t_lsl": float(ts[0]),
                           "seconds": round(float(jump + period), 4)})
@@ -404,8 +407,8 @@ class Monitor:
         start = expected + 0.05 * jump  # follow a drifting clock, average the jitter out
         return start, start + (n - 1) * period
 
-    def _ingest(self, data: np.ndarray, ts: np.ndarray) -> None:
-        first, last = self._follow_clock(ts)
+    def _ingest(self, data: np.ndarray, ts: np.ndarray, was_behind: bool = False) -> None:
+        first, last = self._follow_clock(ts, was_behind)
         if self.first_t_lsl is None:
             self.first_t_lsl = float(ts[0])
         self.last_ts = last

@@ -141,7 +141,11 @@ def _outlet_comes_back(model, rec, tmp_path, *, cut_s, resume_s, clock_shift_s=0
             time.sleep(0.01)
         second = Replay(rec, speed=SPEED, name=name, source_id=sid, t0=t0 + clock_shift_s, start_s=resume_s,
                         markers=False).start()
-        mon.run(idle_exit_s=8.0, duration_s=60)
+        received_before = mon.n_received
+        # liblsl's inlet may take several seconds to find the new outlet on a loaded machine: wait
+        # until samples from it arrived and the outlet has sent its last, not a fixed idle time.
+        mon.run(idle_exit_s=30.0, duration_s=60,
+                source_finished=lambda: second.finished.is_set() and mon.n_received > received_before)
     finally:
         first.stop()
         if second:
