@@ -87,6 +87,15 @@ class BandSummaryBranch(nn.Module):
     adult's frontal EMG over low delta: every window of one subject alarmed); every seizure the
     model was fitted on had a derivation that looked like seizure on its own.
 
+    With `ocular_delta` ({"frontopolar": [derivation indices], "reference": [derivation indices],
+    "hinge_log10"}), one more summary: how far the frontopolar derivations' mean delta power lies
+    more than `hinge_log10` decades above the median reference derivation's (0 below that), a
+    column whose weight the regression may only make negative. Eye blinks and movements put large
+    slow waves on the frontopolar links (FP1-F7 … FP2-F8) and little behind them; held-out healthy
+    adults' blinks and eye movements during motor tasks were most of the false alarms left under the
+    channel veto in leave-one-patient-out, and few training seizure windows had their delta that
+    concentrated frontally (some of a baby's right frontal seizure).
+
     L : Tensor, shape (batch, n_channels, n_freqs, n_times), log10 power → logits (batch,).
     """
 
@@ -94,9 +103,17 @@ class BandSummaryBranch(nn.Module):
                  flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0,
                  band_limited_rows: tuple[tuple[int, int], tuple[int, int]] | None = None,
                  band_limited_log10: float = BAND_LIMITED_DECADES, band_limited_ramp_log10: float = 0.05,
-                 channel_veto: dict | None = None):
+                 channel_veto: dict | None = None, ocular_delta: dict | None = None):
         super().__init__()
         self.band_rows = [tuple(int(v) for v in r) for r in band_rows]
+        self.ocular_delta = None
+        if ocular_delta is not None:
+            front, reference = list(ocular_delta["frontopolar"]), list(ocular_delta["reference"])
+            if not front or not reference or set(front) & set(reference):
+                raise ValueError(f"ocular_delta needs disjoint, non-empty frontopolar and reference derivations, "
+                                 f"got {ocular_delta!r}")
+            self.ocular_delta = {"frontopolar": [int(i) for i in front], "reference": [int(i) for i in reference],
+                                 "hinge_log10": float(ocular_delta["hinge_log10"])}
         self.spectral_entropy = bool(spectral_entropy)
         if flat_channel_log10 is not None and not flat_channel_log10 > 0:
             raise ValueError(f"flat_channel_log10 must be a positive number of decades, got {flat_channel_log10!r}")
@@ -108,7 +125,7 @@ class BandSummaryBranch(nn.Module):
             raise ValueError("a summary branch with spectral entropy needs n_freqs (the CWT's frequency count)")
         # the entropy of a flat spectrum over all the CWT's frequencies: entropy 1
         self.max_entropy = math.log(n_freqs) if self.spectral_entropy else 1.0
-        n = 6 * len(self.band_rows) + (3 if self.spectral_entropy else 0)
+        n = 6 * len(self.band_rows) + (3 if self.spectral_entropy else 0) + (1 if self.ocular_delta else 0)
         self.register_buffer("feature_mean", torch.zeros(n))  # standardisation fitted with the regression
         self.register_buffer("feature_std", torch.ones(n))
         self.linear = nn.Linear(n, 1)
@@ -130,7 +147,7 @@ class BandSummaryBranch(nn.Module):
             if not all(v > 0 for v in veto.values()):
                 raise ValueError(f"channel_veto needs positive tau, depth and scale, got {channel_veto!r}")
             self.channel_veto = veto
-            m = n // 3  # features per derivation
+            m = 2 * len(self.band_rows) + (1 if self.spectral_entropy else 0)  # features per derivation
             self.register_buffer("channel_feature_mean", torch.zeros(m))  # fitted with the veto
             self.register_buffer("channel_feature_std", torch.ones(m))
             self.register_buffer("channel_weight", torch.zeros(m))
@@ -143,6 +160,19 @@ class BandSummaryBranch(nn.Module):
     def absolute_power_columns(self) -> range:
         """Columns of `summaries` that are absolute band power (median, max and spread over channels)."""
         return range(3 * len(self.band_rows))
+
+    @property
+    def ocular_columns(self) -> list[int]:
+        """Columns of `summaries` whose regression weight may only be ≤ 0: the ocular delta excess."""
+        return [6 * len(self.band_rows) + (3 if self.spectral_entropy else 0)] if self.ocular_delta else []
+
+    def ocular_excess(self, per_channel: torch.Tensor) -> torch.Tensor:
+        """(batch,): decades by which the frontopolar derivations' mean delta power exceeds the median
+        reference derivation's by more than the hinge (0 when it does not): eye blinks and movements."""
+        delta = per_channel[..., 0]  # absolute log power of the lowest band, flat derivations as the median's
+        front = delta[:, self.ocular_delta["frontopolar"]].mean(dim=1)
+        reference = _channel_median(delta[:, self.ocular_delta["reference"]].unsqueeze(-1)).squeeze(-1)
+        return torch.relu(front - reference - self.ocular_delta["hinge_log10"])
 
     @property
     def top_band_columns(self) -> list[int]:
@@ -189,6 +219,8 @@ class BandSummaryBranch(nn.Module):
             group = per_channel[..., start:start + width]
             out += [_channel_median(group), group.amax(dim=1), group.std(dim=1)]
             start += width
+        if self.ocular_delta:
+            out.append(self.ocular_excess(per_channel).unsqueeze(-1))
         return torch.cat(out, -1)
 
     def channel_scores(self, per_channel: torch.Tensor) -> torch.Tensor:
@@ -258,7 +290,8 @@ class CWTResNet(nn.Module):
                  resnet_weight: float = 1.0, spectral_entropy: bool = False,
                  flat_channel_log10: float | None = None, flat_channel_ramp_log10: float = 0.0,
                  band_limited_rows: list | None = None, band_limited_log10: float = BAND_LIMITED_DECADES,
-                 band_limited_ramp_log10: float = 0.05, channel_veto: dict | None = None):
+                 band_limited_ramp_log10: float = 0.05, channel_veto: dict | None = None,
+                 ocular_delta: dict | None = None):
         super().__init__()
         widths = [max(4, int(round(c * width))) for c in (64, 128, 256, 512)]
         self.config = {"n_channels": n_channels, "width": width, "dropout": dropout}
@@ -281,7 +314,9 @@ class CWTResNet(nn.Module):
             self.resnet_weight = resnet_weight
             self.summary = BandSummaryBranch(band_rows, spectral_entropy, n_freqs, flat_channel_log10,
                                              flat_channel_ramp_log10, band_limited_rows, band_limited_log10,
-                                             band_limited_ramp_log10, channel_veto)
+                                             band_limited_ramp_log10, channel_veto, ocular_delta)
+            if self.summary.ocular_delta is not None:  # absent from models built before it
+                self.config["ocular_delta"] = dict(self.summary.ocular_delta)
             self.register_buffer("input_mean", torch.zeros(n_freqs))
             self.register_buffer("input_std", torch.ones(n_freqs))
             # per-frequency standardisation of the relative log power, statistics learnt in training

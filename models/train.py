@@ -81,6 +81,11 @@ class TrainConfig:
     channel_veto_tau: float = 0.25  # temperature of the soft maximum over derivations
     channel_veto_depth: float = 10.0  # logit lost by a window whose evidence lies well below the floor
     channel_veto_scale: float = 0.1  # width of that step
+    # a summary that may only lower the logit: frontopolar delta more than 3 times (log10 3 decades)
+    # the median of the derivations behind them, as eye blinks and movements make (healthy adults'
+    # blinks during motor tasks were most of the false alarms left under the veto)
+    ocular_delta: bool = True
+    ocular_hinge_log10: float = 0.477
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
@@ -188,6 +193,24 @@ def band_rows(spec: FeatureSpec) -> list[tuple[int, int]]:
     return rows
 
 
+FRONTOPOLAR_LINKS = ("FP1-F7", "FP1-F3", "FP2-F4", "FP2-F8")
+# F7 and F8 sit beside the eyes: horizontal eye movements reach F7-T7 and F8-T8 as well
+LATERAL_FRONTAL_LINKS = ("F7-T7", "F8-T8")
+
+
+def ocular_derivations(channels: list[str], hinge_log10: float) -> dict | None:
+    """The summary branch's `ocular_delta` for a montage: its frontopolar links (one per side at
+    least, as blinks are bilateral) against every derivation not near the eyes; None for a montage
+    without them."""
+    front = [i for i, c in enumerate(channels) if c in FRONTOPOLAR_LINKS]
+    left = any(channels[i].startswith("FP1") for i in front)
+    right = any(channels[i].startswith("FP2") for i in front)
+    reference = [i for i, c in enumerate(channels) if c not in FRONTOPOLAR_LINKS + LATERAL_FRONTAL_LINKS]
+    if not (left and right) or len(reference) < 3:
+        return None
+    return {"frontopolar": front, "reference": reference, "hinge_log10": hinge_log10}
+
+
 def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
     """The network `cfg` asks for, for a spec with fitted normalisation."""
     if not cfg.summary_branch:
@@ -200,15 +223,17 @@ def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:
                       flat_channel_log10=cfg.flat_channel_log10, flat_channel_ramp_log10=cfg.flat_channel_ramp_log10,
                       band_limited_rows=check_rows(spec) if cfg.band_limited_fallback else None,
                       channel_veto={"tau": cfg.channel_veto_tau, "depth": cfg.channel_veto_depth,
-                                    "scale": cfg.channel_veto_scale} if cfg.channel_veto else None)
+                                    "scale": cfg.channel_veto_scale} if cfg.channel_veto else None,
+                      ocular_delta=ocular_derivations(spec.channels, cfg.ocular_hinge_log10) if cfg.ocular_delta else None)
     model.set_input_normalisation(spec.norm_mean, spec.norm_std)
     return model
 
 
 def weighted_logistic_regression(z: np.ndarray, y: np.ndarray, weights: np.ndarray, c: float,
-                                 nonnegative=()) -> tuple[np.ndarray, float]:
+                                 nonnegative=(), nonpositive=()) -> tuple[np.ndarray, float]:
     """scikit-learn's L2 logistic regression objective, C·Σ wᵢ·logloss + ½‖β‖² (intercept not
-    penalised), minimised by L-BFGS-B with the coefficients of columns `nonnegative` kept ≥ 0.
+    penalised), minimised by L-BFGS-B with the coefficients of columns `nonnegative` kept ≥ 0 and
+    those of `nonpositive` ≤ 0.
 
     z : (n, d) features, y : (n,) 0/1 targets, weights : (n,) sample weights.
     Returns (coef (d,), intercept).
@@ -224,9 +249,9 @@ def weighted_logistic_regression(z: np.ndarray, y: np.ndarray, weights: np.ndarr
         residual = c * w * (0.5 * (1.0 + np.tanh(0.5 * logit)) - y)  # tanh form: a sigmoid that cannot overflow
         return loss, np.append(z.T @ residual + beta[:d], residual.sum())
 
-    bounded = set(nonnegative)
+    low, high = set(nonnegative), set(nonpositive)
     fit = minimize(loss_and_grad, np.zeros(d + 1), jac=True, method="L-BFGS-B",
-                   bounds=[(0.0 if i in bounded else None, None) for i in range(d + 1)],
+                   bounds=[(0.0 if i in low else None, 0.0 if i in high else None) for i in range(d + 1)],
                    options={"maxiter": 5000, "maxfun": 20000, "ftol": 1e-12, "gtol": 1e-8})
     return fit.x[:d], float(fit.x[d])
 
@@ -244,7 +269,8 @@ def fit_summary_branch(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, 
     std[std == 0] = 1.0
     z = (feats - mean) / std
     nonnegative = list(branch.absolute_power_columns) if nonnegative_power_weights else []
-    coef, intercept = weighted_logistic_regression(z, y, weights, c, nonnegative=nonnegative)
+    nonpositive = branch.ocular_columns  # eye artefact may only argue against seizure
+    coef, intercept = weighted_logistic_regression(z, y, weights, c, nonnegative=nonnegative, nonpositive=nonpositive)
     with torch.no_grad():
         branch.feature_mean.copy_(torch.as_tensor(mean))
         branch.feature_std.copy_(torch.as_tensor(std))
@@ -254,7 +280,8 @@ def fit_summary_branch(model: CWTResNet, x, y: np.ndarray, weights: np.ndarray, 
         dropped = set(branch.top_band_columns)  # a property: computed once, not per column
         kept = [j for j in range(z.shape[1]) if j not in dropped]
         kept_coef, kept_intercept = weighted_logistic_regression(
-            z[:, kept], y, weights, c, nonnegative=[i for i, j in enumerate(kept) if j in nonnegative])
+            z[:, kept], y, weights, c, nonnegative=[i for i, j in enumerate(kept) if j in nonnegative],
+            nonpositive=[i for i, j in enumerate(kept) if j in nonpositive])
         # one threshold serves both: the fallback's Youden threshold on these windows moved onto the full one's
         kept_intercept += (choose_threshold(y, z @ coef + intercept)
                            - choose_threshold(y, z[:, kept] @ kept_coef + kept_intercept))

@@ -168,10 +168,47 @@ def test_summary_entropy_is_low_for_a_rhythmic_discharge_and_gain_free():
     rhythmic[:, np.argmin(abs(f - 3.0))] += 3.0  # a 3 Hz discharge 1000x above the background
     louder = background + 2.0                     # 20 dB more gain, same spectral shape
     entropy = model.summary.summaries(torch.as_tensor(np.stack([background, rhythmic, louder]),
-                                                      dtype=torch.float32))[:, -3].numpy()  # median over channels
+                                                      dtype=torch.float32))[:, 6 * len(model.summary.band_rows)].numpy()
+    # (that column: the entropy's median over channels)
     assert 0.0 <= entropy.min() and entropy.max() <= 1.0
     assert entropy[1] < entropy[0] - 0.1
     assert entropy[2] == pytest.approx(entropy[0], abs=1e-5)
+
+
+def test_ocular_summary_reads_frontopolar_delta_over_the_rest_gain_free_and_only_past_its_hinge():
+    from ictal.models.train import LATERAL_FRONTAL_LINKS, ocular_derivations
+    from ictal.runtime.features import DOUBLE_BANANA
+
+    model, spec = _hybrid()
+    branch = model.summary
+    config = branch.ocular_delta
+    assert [spec.channels[i] for i in config["frontopolar"]] == ["FP1-F7", "FP1-F3", "FP2-F4", "FP2-F8"]
+    reference = {spec.channels[i] for i in config["reference"]}
+    assert not reference & set(LATERAL_FRONTAL_LINKS) and len(reference) == 12
+    # one side's frontopolar links alone are not a blink: no such summary for that montage
+    assert ocular_derivations([c for c in DOUBLE_BANANA if not c.startswith("FP2")], 0.477) is None
+    n_ch, n_f, n_t = spec.input_shape
+    f = np.asarray(spec.freqs_hz)
+    background = np.tile(-1.5 * np.log10(f)[None, :, None], (n_ch, 1, n_t))
+    delta_rows = slice(*branch.band_rows[0])
+
+    def excess(log_power):
+        with torch.no_grad():
+            x = torch.as_tensor(np.stack(log_power), dtype=torch.float32)
+            return branch.ocular_excess(branch.per_channel_features(x)).numpy()
+
+    blinks, small, one_side = background.copy(), background.copy(), background.copy()
+    blinks[config["frontopolar"], delta_rows] += 1.0  # ten times the delta power behind them
+    small[config["frontopolar"], delta_rows] += 0.3   # twice: under the hinge (log10 3)
+    one_side[config["frontopolar"][:2], delta_rows] += 1.0
+    louder = blinks + 2.0                             # 20 dB more gain on every channel
+    e = excess([background, blinks, small, one_side, louder])
+    assert e[0] == 0 and e[2] == 0
+    assert e[1] == pytest.approx(1.0 - config["hinge_log10"], abs=1e-4)
+    assert e[3] == pytest.approx(0.5 - config["hinge_log10"], abs=1e-4)  # the mean of the four links
+    assert e[4] == pytest.approx(e[1], abs=1e-5)
+    assert branch.summaries(torch.as_tensor(np.stack([blinks]), dtype=torch.float32))[0, branch.ocular_columns[0]] \
+        == pytest.approx(e[1], abs=1e-5)
 
 
 def test_summaries_read_a_flat_or_zero_filled_channel_as_the_median_channel():
@@ -245,6 +282,9 @@ def test_bounded_logistic_regression_is_sklearns_objective_with_nonnegative_colu
     free = [i for i in range(6) if coef[i] != 0.0]
     ref = LogisticRegression(C=0.1, max_iter=5000, tol=1e-10).fit(z[:, free], y, sample_weight=w)
     assert np.allclose(coef[free], ref.coef_[0], atol=1e-5)
+    # and columns held at or below 0 (the ocular summary's): column 0 argues for the class
+    coef, _ = weighted_logistic_regression(z, y, w, 0.1, nonpositive=[0, 1])
+    assert coef[0] == 0.0 and coef[1] < -0.1
 
 
 def test_hybrid_needs_absolute_features():
@@ -270,13 +310,16 @@ def test_hybrid_summary_branch_is_a_logistic_regression_fitted_before_the_resnet
     y = binary_target(tr.label[keep])
     with torch.no_grad():
         feats = model.summary.summaries(torch.as_tensor(tr.x[keep])).double().numpy()
-    z = (feats - feats.mean(0)) / feats.std(0)
+    std = feats.std(0)
+    std[std == 0] = 1.0  # as the fit does (the synthetic EEG has no blinks: the ocular column is 0)
+    z = (feats - feats.mean(0)) / std
     weights = sample_weights(y, np.asarray(tr.source)[keep])
     coef = model.summary.linear.weight.detach().numpy()[0]
-    power = list(model.summary.absolute_power_columns)
+    power, ocular = list(model.summary.absolute_power_columns), model.summary.ocular_columns
     assert (coef[power] >= 0).all()  # more absolute band power never argues against seizure
-    # where that bound binds the weight is 0; the other weights are scikit-learn's regression on the rest
-    free = [i for i in range(len(coef)) if not (i in power and coef[i] == 0.0)]
+    assert (coef[ocular] <= 0).all()  # eye artefact never argues for it
+    # where a bound binds the weight is 0; the other weights are scikit-learn's regression on the rest
+    free = [i for i in range(len(coef)) if not (i in power + ocular and coef[i] == 0.0)]
     ref = LogisticRegression(C=0.1, max_iter=5000).fit(z[:, free], y, sample_weight=weights)
     assert np.allclose(coef[free], ref.coef_[0], atol=1e-3)
     # and the hybrid detects the synthetic seizures of held-out recordings
