@@ -11,7 +11,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ictal.runtime.artefacts import muscle_like
+from ictal.runtime.artefacts import frontopolar_delta_excess, muscle_like
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
 from ictal.runtime.channels import MAX_BAD_CHANNELS, check_zero_fill
 from ictal.runtime.errors import DataError
@@ -538,6 +538,7 @@ class ScoredRecording(NamedTuple):
     muscle_like_channels: np.ndarray  # per window: derivations whose power rises into 20-30 Hz (EMG-like)
     bad_channels: np.ndarray  # per window: derivations flat over a second of it or saturated, besides the missing
     channel_evidence: np.ndarray  # per window: the channel veto's evidence (NaN: no veto, or not scored)
+    frontopolar_delta_excess: np.ndarray  # per window: eye blinks' and movements' measure, decades (NaN: none)
 
 
 def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: str,
@@ -556,6 +557,7 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
     muscle: list[np.ndarray] = []
     quality_seconds: list[tuple[np.ndarray, np.ndarray]] = []
     evidence: list[np.ndarray] = []
+    ocular: list[np.ndarray] = []
 
     def score_batch(log_power):
         p, channel_evidence = predict_with_evidence(log_power)  # one pass of the graph for both
@@ -564,19 +566,23 @@ def score_recording(model: str, lr, hop_s: float, allow_missing: int, source: st
         drops.append(top_band_drop(log_power, spec))
         cleaned.append(transform.last_heart_beats_removed.copy())
         muscle.append(muscle_like(log_power, spec.freqs_hz).sum(axis=1))
+        excess = frontopolar_delta_excess(log_power, spec.freqs_hz, spec.channels)
+        ocular.append(np.full(len(log_power), np.nan) if excess is None else excess)
 
     rec = recording_windows(lr, spec, transform, hop_s=hop_s, seizure_hop_s=hop_s, allow_missing=allow_missing,
                             source=source, on_batch=score_batch, quality_seconds=quality_seconds)
     if not rec.windows:
         return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
-                               {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int), np.zeros(0))
+                               {}, float("nan"), np.zeros(0, bool), np.zeros(0, int), np.zeros(0, int), np.zeros(0),
+                               np.zeros(0))
     missing = [label for labels in rec.zero_filled.values() for label in labels]
     rejected, n_bad = rejected_windows(rec.windows, missing, quality_seconds, spec, force=force)
     methods = score_methods(np.concatenate(model_p), threshold, rec, peers)
     scores = {m: np.where(rejected, np.nan, p).astype(np.float32) for m, (p, _) in methods.items()}
     return ScoredRecording(WindowSet(rec.x, rec.windows, rec.source, rec.recordings, zero_filled=rec.zero_filled),
                            scores, float(np.median(np.concatenate(drops))), np.concatenate(cleaned),
-                           np.concatenate(muscle), n_bad, np.where(rejected, np.nan, np.concatenate(evidence)))
+                           np.concatenate(muscle), n_bad, np.where(rejected, np.nan, np.concatenate(evidence)),
+                           np.concatenate(ocular))
 
 
 def _scored_recordings(model: str, recs: list, hop_s: float, allow_missing: int, source: str, *,
@@ -630,8 +636,11 @@ SCORE_COLUMNS = ["recording", "patient", "start_s", "end_s", "seizure_fraction",
 # how many derivations rise from 8-12 into 20-30 Hz like scalp muscle (named, not removed); how
 # many are flat over a second of the window or saturated, besides the missing ones (too many: NaN scores);
 # the channel veto's evidence (below 0: no derivation looked like seizure on its own and the score was
-# pushed down; nan for a model without a veto or a window not scored)
-CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "bad_channels", "channel_evidence"]
+# pushed down; nan for a model without a veto or a window not scored); the decades by which the
+# frontopolar links' delta power exceeds the derivations' behind them (over log10 3: eye blinks or
+# movements, which the shipped model reads as evidence against seizure; nan for a montage without them)
+CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "bad_channels", "channel_evidence",
+                    "frontopolar_delta_excess"]
 
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
@@ -688,7 +697,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         writer = csv.writer(fh)
         writer.writerow(SCORE_COLUMNS + peer_names + CLEANING_COLUMNS)
         recs = find_labelled_recordings(data)
-        for rec, scores, drop, cleaned, muscle, bad, evidence in _scored_recordings(
+        for rec, scores, drop, cleaned, muscle, bad, evidence, ocular in _scored_recordings(
                 str(model), recs, hop_s, allow_missing, Path(data).name, workers=workers, ray_address=ray_address,
                 force=force):
             if not rec.windows:
@@ -710,7 +719,8 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
             for i, w in enumerate(rec.windows):
                 writer.writerow([w.recording, w.patient, f"{w.start_s:.3f}", f"{w.end_s:.3f}", f"{w.label:.4f}"]
                                 + [f"{scores[m][i]:.6g}" for m in ["model"] + peer_names]
-                                + [int(cleaned[i]), int(muscle[i]), int(bad[i]), f"{evidence[i]:.4g}"])
+                                + [int(cleaned[i]), int(muscle[i]), int(bad[i]), f"{evidence[i]:.4g}",
+                                   f"{ocular[i]:.4g}"])
             fh.flush()
             for m, p in scores.items():
                 methods_p.setdefault(m, []).append(p)

@@ -113,10 +113,15 @@ def local_interpretation_figure(interp, name: str, data: np.ndarray, seizures, s
                              label="not scorable: flat or saturated channels (the monitor rejects it)"))
     ax_eeg.legend(handles=handles, fontsize=7, loc="upper right", ncol=len(handles))
     named = [label for label, k in muscle.items() if k]
+    eyes = [s for s in segs if s.eye_movement_like]
     ax_eeg.set_title(f"{name} · EEG of the {len(top)} most important channels (occlusion, mean |Δlogit|) · "
                      f"traces {scale:g} µV apart"
                      + (f"\npower rising from 8–12 into 20–30 Hz, the shape of scalp muscle (EMG), on "
-                        f"{', '.join(named)}: read the traces" if named else ""), fontsize=9)
+                        f"{', '.join(named)}: read the traces" if named else "")
+                     + (f"\neye blinks or movements in {len(eyes)}/{n} segments (frontopolar delta up to "
+                        f"{10 ** max(s.ocular['frontopolar_delta_excess'] for s in eyes):.1f}x the derivations "
+                        f"behind them; a frontal discharge can reach it too): evidence against seizure to the "
+                        f"model" if eyes else ""), fontsize=9)
     freqs = np.asarray(spec.freqs_hz)
     power = np.concatenate([interp.transform.log_power(data[:, int(s.start_s * sf): int(s.start_s * sf) +
                                                              spec.n_samples]).mean(axis=0) for s in segs], axis=1)

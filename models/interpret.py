@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ictal.runtime.annotations import Seizure, seizures_for_file
-from ictal.runtime.artefacts import muscle_channels
+from ictal.runtime.artefacts import muscle_channels, ocular_reading
 from ictal.runtime.channels import REGIONS, unique_labels
 from ictal.runtime.edf import open_edf
 from ictal.runtime.errors import DataError
@@ -109,6 +109,12 @@ class SegmentExplanation:
     bad_channels: int = 0
     # the channel veto's reading (`runtime.scorer.seizure_like_channels`); {} for a model without one
     channel_veto: dict = dataclasses.field(default_factory=dict)
+    # eye blinks or movements (`runtime.artefacts.ocular_reading`): frontopolar_delta_excess, eye_movement_like
+    ocular: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def eye_movement_like(self) -> bool:
+        return bool(self.ocular.get("eye_movement_like"))
 
     @property
     def p(self) -> float:
@@ -152,7 +158,8 @@ class SegmentExplanation:
                 "dominant_band": self.dominant_band, "dominant_band_source": self.dominant_band_source,
                 "dominant_region": self.dominant_region,
                 "baseline": self.baseline, "muscle_like_channels": self.muscle_like_channels,
-                "unscorable": self.unscorable, "bad_channels": self.bad_channels, **self.channel_veto}
+                "unscorable": self.unscorable, "bad_channels": self.bad_channels, **self.channel_veto,
+                **self.ocular}
 
 
 def dominant_band(segs: list[SegmentExplanation]) -> tuple[str, str]:
@@ -230,7 +237,8 @@ class Interpreter:
             muscle = [labels[c] for c in muscle_channels(log_power, self.spec.freqs_hz)]
             veto = seizure_like_channels(self.scorer, self.spec.normalise(log_power), labels)
             out.append(SegmentExplanation(float(start_s), float(end_s), ov, fi, relative(fi), occ, fti, base_info,
-                                          muscle, reason, int(bad), veto))
+                                          muscle, reason, int(bad), veto,
+                                          ocular_reading(log_power, self.spec.freqs_hz, self.spec.channels)))
         return out
 
     def condition(self, edf: str | Path, allow_missing: int = 0):

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ictal.runtime.annotations import find_labelled_recordings
+from ictal.runtime.artefacts import eye_movement_like, eye_movement_text
 from ictal.runtime.channels import seizure_like_text, unique_labels
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import BANDS_HZ
@@ -41,10 +42,12 @@ LLM_ENV = ("ICTAL_LLM_URL", "ICTAL_LLM_API_KEY", "ICTAL_LLM_MODEL")
 # ---------------------------------------------------------------- plain-language summary
 def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float = 0.0, step_s: float = 2.0,
                   gradcam_meaningful: bool = True, replaced_with: str = "quiet baseline EEG",
-                  muscle_like_channels=(), channel_veto: dict | None = None) -> str:
+                  muscle_like_channels=(), channel_veto: dict | None = None,
+                  frontopolar_delta_excess: float | None = None) -> str:
     """This window's own numbers in words: p, the Grad-CAM band over time, what occlusion
     (whole regions, and band × region cells) says carried the evidence, and which derivations
-    look like scalp muscle, and (a model with a channel veto) which look like seizure on their own.
+    look like scalp muscle, and (a model with a channel veto) which look like seizure on their own,
+    and whether the frontal slow waves are those of eye blinks or movements (`frontopolar_delta_excess`).
 
     `gradcam_meaningful` is False for a hybrid whose ResNet adds nothing (`resnet_contributes`);
     `replaced_with` names what the occluded parts were taken from."""
@@ -100,6 +103,9 @@ def plain_summary(fti: np.ndarray, spec, occ, threshold: float, start_s: float =
     if muscle_like_channels:
         text.append(f"Power rises from 8–12 into 20–30 Hz on {', '.join(muscle_like_channels)}, the shape of scalp "
                     f"muscle (EMG); a seizure's fast activity can look alike: check the traces.")
+    if eye_movement_like(frontopolar_delta_excess):
+        sentence = eye_movement_text(frontopolar_delta_excess)
+        text.append(sentence[0].upper() + sentence[1:] + ".")
     return " ".join(text)
 
 
@@ -429,7 +435,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                                     replaced_with=("the window's median channel"
                                                    if seg.baseline["kind"] == WITHIN_WINDOW_KIND
                                                    else "quiet baseline EEG"),
-                                    muscle_like_channels=seg.muscle_like_channels, channel_veto=seg.channel_veto)
+                                    muscle_like_channels=seg.muscle_like_channels, channel_veto=seg.channel_veto,
+                                    frontopolar_delta_excess=seg.ocular.get("frontopolar_delta_excess"))
             summary, source = llm_rewrite(summary) if use_llm else (summary, "deterministic")
             band, region = seg.occlusion.top_cell()
             md += [f"### Example {n_done}: {kind}", "",
@@ -450,6 +457,9 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                                                 f"none (evidence {seg.channel_veto['channel_evidence']:+.2f}: "
                                                 f"the channel veto lowered the score)")]
                      if seg.channel_veto else []),
+                   "- eye blinks or movements: " + (
+                       eye_movement_text(seg.ocular["frontopolar_delta_excess"]) if seg.eye_movement_like else
+                       "none (frontopolar delta under 3x the derivations behind them)"),
                    f"- occlusion baseline: {seg.baseline['kind']}" + (
                        f", {seg.baseline['start_s']:g}–{seg.baseline['end_s']:g} s" if "start_s" in seg.baseline else ""),
                    f"- Integrated Gradients completeness: Σ attributions {ex['maps']['ig_sum']:.3f} vs "

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ictal.runtime.artefacts import OCULAR_EXCESS_DECADES, ocular_derivation_indices
 from ictal.runtime.bandwidth import check_rows
 from ictal.runtime.errors import DataError, ModelError
 from ictal.runtime.features import FeatureSpec, contiguous_rows
@@ -85,7 +86,7 @@ class TrainConfig:
     # the median of the derivations behind them, as eye blinks and movements make (healthy adults'
     # blinks during motor tasks were most of the false alarms left under the veto)
     ocular_delta: bool = True
-    ocular_hinge_log10: float = 0.477
+    ocular_hinge_log10: float = OCULAR_EXCESS_DECADES
     # threshold rule on validation windows: "youden", or "specificity:0.99" (the lowest threshold
     # whose validation specificity reaches 0.99 — fewer false alarms at the bedside)
     threshold_rule: str = "youden"
@@ -193,22 +194,13 @@ def band_rows(spec: FeatureSpec) -> list[tuple[int, int]]:
     return rows
 
 
-FRONTOPOLAR_LINKS = ("FP1-F7", "FP1-F3", "FP2-F4", "FP2-F8")
-# F7 and F8 sit beside the eyes: horizontal eye movements reach F7-T7 and F8-T8 as well
-LATERAL_FRONTAL_LINKS = ("F7-T7", "F8-T8")
-
-
 def ocular_derivations(channels: list[str], hinge_log10: float) -> dict | None:
-    """The summary branch's `ocular_delta` for a montage: its frontopolar links (one per side at
-    least, as blinks are bilateral) against every derivation not near the eyes; None for a montage
-    without them."""
-    front = [i for i, c in enumerate(channels) if c in FRONTOPOLAR_LINKS]
-    left = any(channels[i].startswith("FP1") for i in front)
-    right = any(channels[i].startswith("FP2") for i in front)
-    reference = [i for i, c in enumerate(channels) if c not in FRONTOPOLAR_LINKS + LATERAL_FRONTAL_LINKS]
-    if not (left and right) or len(reference) < 3:
+    """The summary branch's `ocular_delta` for a montage (`runtime.artefacts.ocular_derivation_indices`:
+    its frontopolar links against every derivation not near the eyes); None for a montage without them."""
+    derivations = ocular_derivation_indices(channels)
+    if derivations is None:
         return None
-    return {"frontopolar": front, "reference": reference, "hinge_log10": hinge_log10}
+    return {"frontopolar": derivations[0], "reference": derivations[1], "hinge_log10": hinge_log10}
 
 
 def build_model(spec: FeatureSpec, cfg: TrainConfig) -> CWTResNet:

@@ -189,3 +189,66 @@ def muscle_like(log_power: np.ndarray, freqs_hz, rise_log10: float = MUSCLE_RISE
 def muscle_channels(log_power: np.ndarray, freqs_hz, rise_log10: float = MUSCLE_RISE_DECADES) -> list[int]:
     """Indices of one window's derivations that `muscle_like` flags. log_power : (n_channels, n_freqs, n_columns)."""
     return np.flatnonzero(muscle_like(log_power, freqs_hz, rise_log10)).tolist()
+
+
+# ---------------------------------------------------------------- eye blinks and movements, named
+# Blinks and eye movements put large slow waves on the frontopolar links and little behind them.
+# The shipped model's ocular summary (models.train.ocular_derivations) may only lower its score
+# where the frontopolar links' mean delta power exceeds the median of the derivations behind them
+# by more than log10 3 decades; the same measure names such a window beside an alert or in an
+# explanation, so a reader knows why frontal slow waves argued against seizure. neo73's right
+# frontal seizure reaches it too (up to 0.68 decades), so the words ask the reader to look.
+FRONTOPOLAR_LINKS = ("FP1-F7", "FP1-F3", "FP2-F4", "FP2-F8")
+# F7 and F8 sit beside the eyes: horizontal eye movements reach F7-T7 and F8-T8 as well
+LATERAL_FRONTAL_LINKS = ("F7-T7", "F8-T8")
+OCULAR_DELTA_HZ = (1.0, 4.0)
+OCULAR_EXCESS_DECADES = 0.477  # log10 3: three times the delta power behind them
+
+
+def ocular_derivation_indices(channels: list[str]) -> tuple[list[int], list[int]] | None:
+    """(frontopolar links, reference derivations) of a montage: at least one frontopolar link per
+    side (blinks are bilateral) against every derivation not near the eyes; None without them."""
+    front = [i for i, c in enumerate(channels) if c in FRONTOPOLAR_LINKS]
+    left = any(channels[i].startswith("FP1") for i in front)
+    right = any(channels[i].startswith("FP2") for i in front)
+    reference = [i for i, c in enumerate(channels) if c not in FRONTOPOLAR_LINKS + LATERAL_FRONTAL_LINKS]
+    if not (left and right) or len(reference) < 3:
+        return None
+    return front, reference
+
+
+def frontopolar_delta_excess(log_power: np.ndarray, freqs_hz, channels: list[str]):
+    """Decades by which a window's frontopolar links' mean delta (1-4 Hz) log power exceeds the
+    median reference derivation's (the ocular summary before its hinge); None where the montage or
+    the frequency grid has no such measure. log_power : (n_channels, n_freqs, n_columns) → float,
+    or (n_windows, n_channels, n_freqs, n_columns) → (n_windows,)."""
+    derivations = ocular_derivation_indices(channels)
+    f = np.asarray(freqs_hz, float)
+    delta = (f >= OCULAR_DELTA_HZ[0]) & (f < OCULAR_DELTA_HZ[1])
+    if derivations is None or not delta.any():
+        return None
+    front, reference = derivations
+    power = np.asarray(log_power)[..., delta, :].mean(axis=(-2, -1))  # (..., n_channels)
+    excess = power[..., front].mean(axis=-1) - np.median(power[..., reference], axis=-1)
+    return float(excess) if np.ndim(excess) == 0 else excess
+
+
+def eye_movement_like(excess_decades: float | None) -> bool:
+    """Is a `frontopolar_delta_excess` that of eye blinks or movements (over log10 3 decades)?"""
+    return excess_decades is not None and excess_decades > OCULAR_EXCESS_DECADES
+
+
+def ocular_reading(log_power: np.ndarray, freqs_hz, channels: list[str]) -> dict:
+    """An explanation record's eye-movement fields: `frontopolar_delta_excess` (decades, or None)
+    and `eye_movement_like`."""
+    excess = frontopolar_delta_excess(log_power, freqs_hz, channels)
+    return {"frontopolar_delta_excess": None if excess is None else round(excess, 3),
+            "eye_movement_like": eye_movement_like(excess)}
+
+
+def eye_movement_text(excess_decades: float) -> str:
+    """One sentence for a reader: how eye-like the window's frontal slow waves are, and what the
+    shipped model makes of them."""
+    return (f"frontopolar delta {10 ** excess_decades:.1f}x the derivations behind them, the shape of eye "
+            f"blinks or movements (a frontal discharge can reach it too: check the traces); the model reads "
+            f"that as evidence against seizure")

@@ -386,6 +386,8 @@ def _add_explain(sub):
                   + (f"  seizure-like: {', '.join(d['seizure_like_channels'][:3])}"
                      if d.get("seizure_like_channels") else "")
                   + (f"  EMG-like: {', '.join(s.muscle_like_channels)}" if s.muscle_like_channels else "")
+                  + (f"  eye-movement-like (frontopolar delta {10 ** d['frontopolar_delta_excess']:.1f}x the rest)"
+                     if s.eye_movement_like else "")
                   + (f"  NOT SCORABLE ({s.bad_channels} {s.unscorable}): the monitor would not score it, "
                      f"this explains the artefact" if s.unscorable else ""))
         print(f"wrote {a.out_dir}/explanation.json, explanation_maps.npz, matrices.png, local_interpretation.png")

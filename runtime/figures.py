@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .artefacts import eye_movement_text  # noqa: E402
 from .channels import REGIONS, seizure_like_text  # noqa: E402
 from .features import BANDS_HZ  # noqa: E402
 
@@ -104,7 +105,9 @@ def alert_explanation_figure(payload: dict, path: str | Path, eeg_path: str | Pa
                             f"(margin over the least seizure-like training seizure): "
                             + seizure_like_text(payload) if seizure_like else "")
                          + (f"\npower rising from 8–12 into 20–30 Hz, the shape of scalp muscle (EMG), on "
-                            f"{', '.join(muscle)}: read the traces" if muscle else ""), fontsize=8)
+                            f"{', '.join(muscle)}: read the traces" if muscle else "")
+                         + ("\n" + eye_movement_text(payload["frontopolar_delta_excess"])
+                            if payload.get("eye_movement_like") else ""), fontsize=8)
     else:
         ax_eeg.text(0.5, 0.5, f"EEG not saved ({eeg_path.name} missing)", ha="center", va="center")
         ax_eeg.axis("off")

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 
 from .alerts import AlertStateMachine
-from .artefacts import muscle_channels
+from .artefacts import eye_movement_text, muscle_channels, ocular_reading
 from .bandwidth import BAND_LIMITED_DECADES, top_band_drop
 from .channels import (FLAT_UV, MAX_BAD_CHANNELS, SATURATED_SHARE, SATURATION_UV, check_zero_fill, flat_channels,
                        resolve_montage, seizure_like_text, unique_labels, window_rejection)
@@ -575,6 +575,7 @@ class Monitor:
             labels = unique_labels(self.spec.channels)
             payload.update({**occ.to_json(), "baseline": base_info,
                             "muscle_like_channels": [labels[c] for c in muscle_channels(log_power, self.spec.freqs_hz)],
+                            **ocular_reading(log_power, self.spec.freqs_hz, self.spec.channels),
                             **seizure_like_channels(self.scorer, feats, labels),
                             "occlusion_ms": round(1e3 * (time.perf_counter() - t0), 1)})
             fi = self._gradcam.band_importance(feats) if self.gradcam_checkpoint else None
@@ -610,6 +611,9 @@ class Monitor:
                 self.console.line(f"  alert #{alert['alert_id']}: power rising from 8-12 into 20-30 Hz on "
                                   f"{', '.join(payload['muscle_like_channels'])}, the shape of scalp muscle (EMG); "
                                   "a seizure's fast activity can look alike: check the traces")
+            if payload["eye_movement_like"]:
+                self.console.line(f"  alert #{alert['alert_id']}: "
+                                  + eye_movement_text(payload["frontopolar_delta_excess"]))
 
     def _write_explanation(self, payload: dict, eeg: np.ndarray) -> None:
         if not self.explain_dir:

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from ictal.runtime.artefacts import find_cardiac_beats, muscle_channels, remove_cardiac_artefact
+from ictal.runtime.artefacts import (OCULAR_EXCESS_DECADES, eye_movement_like, eye_movement_text, find_cardiac_beats,
+                                     frontopolar_delta_excess, muscle_channels, ocular_reading, remove_cardiac_artefact)
 from ictal.runtime.edf import open_edf
 from ictal.runtime.features import CWTransform, FeatureSpec
 from ictal.runtime.windows import condition_edf, window_samples
@@ -121,6 +122,30 @@ def test_scalp_muscle_is_named_on_its_derivations_and_a_seizure_is_not(eegmmidb_
     assert muscle_channels(emg, [1.0, 2.0, 3.0]) == []  # a grid without both bands names nothing
 
 
+def test_eye_blinks_are_named_by_their_frontopolar_delta_and_seizures_are_not(eegmmidb_dir, chbmit_dir,
+                                                                              neonatal_dir):
+    """S003R05's blinks and lateral eye movements (400 µV slow waves on FP1/FP2 and F7/F8 every
+    1-1.5 s, a false alarm of the seventh build's leave-one-patient-out folds) carry more than three
+    times the delta power of the derivations behind them; chb01's and neo07's seizures do not. The
+    monitor, `ictal explain` and `ictal report` name the first and not the others."""
+    transform = CWTransform(SPEC)
+    blinks = transform.log_power(_window(eegmmidb_dir / "S003" / "S003R05.edf", 14.0))
+    excess = frontopolar_delta_excess(blinks, SPEC.freqs_hz, SPEC.channels)
+    assert eye_movement_like(excess) and excess > OCULAR_EXCESS_DECADES + 0.3
+    reading = ocular_reading(blinks, SPEC.freqs_hz, SPEC.channels)
+    assert reading == {"frontopolar_delta_excess": round(excess, 3), "eye_movement_like": True}
+    assert f"{10 ** excess:.1f}x the derivations behind them" in eye_movement_text(excess)
+    for seizure in (transform.log_power(_window(chbmit_dir / "chb01" / "chb01_03_onset.edf", 12.0)),
+                    transform.log_power(_window(neonatal_dir / "neo07_seizure.edf", 12.0))):
+        assert not ocular_reading(seizure, SPEC.freqs_hz, SPEC.channels)["eye_movement_like"]
+    # a batch reads like its windows one by one
+    both = frontopolar_delta_excess(np.stack([blinks, blinks - 1.0]), SPEC.freqs_hz, SPEC.channels)
+    assert np.allclose(both, excess)  # and a gain change does not move it
+    # a montage without a frontopolar link on each side has no such measure
+    assert ocular_reading(blinks[:8], SPEC.freqs_hz, SPEC.channels[:8]) == {"frontopolar_delta_excess": None,
+                                                                            "eye_movement_like": False}
+
+
 def test_beat_picking_follows_scipy_find_peaks_height_and_distance_rules():
     """The runtime does not import scipy.signal (its memory); its peak picker must agree with it."""
     from scipy.signal import find_peaks
@@ -214,16 +239,19 @@ def test_scores_csv_counts_the_emg_like_derivations_of_each_window(eegmmidb_dir,
     from ictal.runtime.shipped import SHIPPED_MODEL
 
     emg, rest = eegmmidb_dir / "S005" / "S005R07.edf", eegmmidb_dir / "S001" / "S001R01.edf"
+    eyes = eegmmidb_dir / "S003" / "S003R05.edf"
     (tmp_path / "data").mkdir()
-    for run in (emg, rest):
+    for run in (emg, rest, eyes):
         shutil.copy(run, tmp_path / "data" / run.name)
     r = _ictal("evaluate", tmp_path / "data", "--model", SHIPPED_MODEL, "--out-dir", tmp_path / "out", "--hop", "2")
     assert r.returncode == 0, r.stderr
     counts: dict[str, dict[float, int]] = {}
     evidence: dict[str, list[float]] = {}
+    ocular: dict[str, dict[float, float]] = {}
     for row in csv.DictReader(open(tmp_path / "out" / "scores.csv")):
         counts.setdefault(row["recording"], {})[float(row["start_s"])] = int(row["muscle_like_channels"])
         evidence.setdefault(row["recording"], []).append(float(row["channel_evidence"]))
+        ocular.setdefault(row["recording"], {})[float(row["start_s"])] = float(row["frontopolar_delta_excess"])
     # the channel veto's reading beside each score: on most of S005R07's windows no derivation
     # looks like seizure on its own (evidence below 0: the score was pushed down)
     assert np.all(np.isfinite(evidence[emg.name])) and np.median(evidence[emg.name]) < 0
@@ -231,3 +259,8 @@ def test_scores_csv_counts_the_emg_like_derivations_of_each_window(eegmmidb_dir,
     assert counts[emg.name][38.0] == len(muscle_channels(window, SPEC.freqs_hz)) >= 3
     assert min(counts[emg.name].values()) >= 1
     assert max(counts[rest.name].values()) == 0
+    # and the eye-movement measure: S003R05's blinks at 14 s as the monitor reads them
+    blinks = CWTransform(SPEC).log_power(_window(eyes, 14.0))
+    assert ocular[eyes.name][14.0] == pytest.approx(frontopolar_delta_excess(blinks, SPEC.freqs_hz, SPEC.channels),
+                                                    abs=1e-3)
+    assert eye_movement_like(ocular[eyes.name][14.0])

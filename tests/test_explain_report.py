@@ -8,6 +8,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 from ictal.models.explain import GradCAM, GradCAMPlusPlus, IntegratedGradients, band_importance  # noqa: E402
+from ictal.runtime.channels import REGIONS  # noqa: E402
 from ictal.runtime.features import FeatureSpec  # noqa: E402
 
 
@@ -199,6 +200,15 @@ def test_explain_names_emg_like_derivations_and_takes_the_band_from_occlusion_wi
     # neo73's right-frontotemporal rhythmic delta: FP2-F8 alone looks like seizure in its first 10 s
     _, _, _, (onset, *_) = interp.explain_file(neonatal_dir / "neo73_seizure.edf", 0.0, 30.0)
     assert onset.channel_veto["seizure_like_channels"] == ["FP2-F8"] and onset.dominant_region == "right temporal"
+    assert not before.eye_movement_like and not seizure.eye_movement_like
+    # neo73's right frontal discharge reaches the eye-movement measure too (the words say it can)
+    assert onset.eye_movement_like and onset.p > interp.threshold
+    # S003R05's blinks: named in the JSON, below threshold, and its frontal delta argues against seizure
+    rec, data, seizures, (blinks,) = interp.explain_file(eegmmidb_dir / "S003" / "S003R05.edf", 14.0, 24.0)
+    js = write_explanation(interp, "S003R05.edf", rec, data, seizures, [blinks], tmp_path / "eyes")["segments"][0]
+    assert js["eye_movement_like"] and js["frontopolar_delta_excess"] > 0.477
+    assert blinks.p < interp.threshold
+    assert blinks.joint[0, REGIONS.index("frontal")] < 0  # replacing frontal delta raises the logit
 
 
 def test_report_of_a_hybrid_whose_resnet_adds_nothing_draws_no_gradcam_and_says_why(tiny_hybrid, synthetic_dir,

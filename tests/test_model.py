@@ -176,7 +176,8 @@ def test_summary_entropy_is_low_for_a_rhythmic_discharge_and_gain_free():
 
 
 def test_ocular_summary_reads_frontopolar_delta_over_the_rest_gain_free_and_only_past_its_hinge():
-    from ictal.models.train import LATERAL_FRONTAL_LINKS, ocular_derivations
+    from ictal.models.train import ocular_derivations
+    from ictal.runtime.artefacts import LATERAL_FRONTAL_LINKS
     from ictal.runtime.features import DOUBLE_BANANA
 
     model, spec = _hybrid()

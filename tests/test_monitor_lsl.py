@@ -319,6 +319,8 @@ def test_the_demo_ends_with_its_replay_and_raises_no_technical_alarm(tmp_path):
     assert (tmp_path / "demo" / "timeline.png").stat().st_size > 0
     explained = [e for e in log if e["event"] == "alert_explanation"]
     assert len(explained) == 1 and explained[0]["muscle_like_channels"] == []  # a baby's seizure, no EMG
+    # nor eye movements: its frontopolar delta is read, and is not three times the rest's
+    assert explained[0]["eye_movement_like"] is False and explained[0]["frontopolar_delta_excess"] < 0.477
     # the shipped graph's channel-veto outputs reach the live explanation: derivations that look like
     # seizure on their own, most seizure-like first, each at or over the floor
     named, margin = explained[0]["seizure_like_channels"], explained[0]["channel_margin"]
