@@ -459,6 +459,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                      if seg.channel_veto else []),
                    "- eye blinks or movements: " + (
                        eye_movement_text(seg.ocular["frontopolar_delta_excess"]) if seg.eye_movement_like else
+                       "not measured (the montage lacks a frontopolar link on each side)"
+                       if seg.ocular.get("frontopolar_delta_excess") is None else
                        "none (frontopolar delta under 3x the derivations behind them)"),
                    f"- occlusion baseline: {seg.baseline['kind']}" + (
                        f", {seg.baseline['start_s']:g}–{seg.baseline['end_s']:g} s" if "start_s" in seg.baseline else ""),

@@ -172,6 +172,12 @@ def test_plain_summary_tells_a_dead_resnet_from_a_zero_gradcam_map():
         "channel_evidence": -0.6, "channel_margin": margin, "seizure_like_channels": []})
     assert "No derivation looks like seizure on its own (the most seizure-like is 0.60 below" in vetoed
     assert "seizure-like" not in dead
+    # eye blinks or movements: named past log10 3 decades of frontopolar delta excess, not below
+    eyes = plain_summary(zero_map, spec, occ, 0.5, gradcam_meaningful=False, frontopolar_delta_excess=0.68)
+    assert "Frontopolar delta 4.8x the derivations behind them, the shape of eye blinks or movements" in eyes
+    for quiet in (0.3, None):
+        assert "eye blinks" not in plain_summary(zero_map, spec, occ, 0.5, gradcam_meaningful=False,
+                                                 frontopolar_delta_excess=quiet)
 
 
 def test_explain_names_emg_like_derivations_and_takes_the_band_from_occlusion_without_gradcam(eegmmidb_dir,
