@@ -164,7 +164,7 @@ class BandSummaryBranch(nn.Module):
     @property
     def ocular_columns(self) -> list[int]:
         """Columns of `summaries` whose regression weight may only be ≤ 0: the ocular delta excess."""
-        return [6 * len(self.band_rows) + (3 if self.spectral_entropy else 0)] if self.ocular_delta else []
+        return [self.linear.in_features - 1] if self.ocular_delta else []  # the last column of `summaries`
 
     def ocular_excess(self, per_channel: torch.Tensor) -> torch.Tensor:
         """(batch,): decades by which the frontopolar derivations' mean delta power exceeds the median
