@@ -14,8 +14,8 @@ from ictal.runtime.errors import DataError
 from ictal.runtime.features import CHBMIT_CHANNELS, DOUBLE_BANANA, FeatureSpec
 
 from .data import WindowSet, build_windows
-from .evaluate import (cross_patient, cv_markdown, evaluate_model, leave_one_patient_out, leave_one_seizure_out,
-                       mean_fold_thresholds, run_folds, write_json)
+from .evaluate import (cross_patient, cv_markdown, evaluate_model, interval_lines, leave_one_patient_out,
+                       leave_one_seizure_out, mean_fold_thresholds, run_folds, write_json)
 
 NEG_SOURCE = "negatives"
 
@@ -64,12 +64,23 @@ def spec_from_args(args) -> FeatureSpec:
     return spec
 
 
+def _rate_interval(seizure_free: dict) -> str:
+    ci = seizure_free.get("false_alarms_per_24h_ci95")
+    return f", 95 % interval {ci[0]:.1f}–{ci[1]:.1f}" if ci and np.isfinite(ci).all() else ""
+
+
 def _print_cv(name: str, res: dict) -> None:
     for method, r in res["pooled"].items():
         w, e, f = r["window"], r["event"], r["seizure_free"]
         print(f"{name} {method:12s}: window AUROC {w['auroc']:.3f} sens {w['sensitivity']:.3f} "
               f"spec {w['specificity']:.3f} | events {e['detected']}/{e['n_events']} | false alarms "
-              f"{f['false_alarms_per_24h']:.1f}/24 h on {f['duration_h']:.2f} h of held-out seizure-free EEG")
+              f"{f['false_alarms_per_24h']:.1f}/24 h{_rate_interval(f)}, on {f['duration_h']:.2f} h of held-out "
+              "seizure-free EEG")
+        for src_name, c in f.get("by_source", {}).items() if len(f.get("by_source", {})) > 1 else ():
+            print(f"{name} {method:12s}:   of which {src_name}: {c['false_alarms']} false alarms in "
+                  f"{c['duration_h']:.2f} h, {c['false_alarms_per_24h']:.1f}/24 h{_rate_interval(c)}")
+    for line in interval_lines(res.get("pooled_auroc_intervals", {})):
+        print(f"{name}: {line}")
     for peer, c in res.get("comparison", {}).items():
         print(f"{name}: model vs {peer}: AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
               f"sensitivity ≥ peer at ≤ its false alarms in {c['event_wins']}/{c['n_folds']}"
@@ -191,6 +202,9 @@ def evaluate_main(args) -> int:
         print(f"{m:12s} windows: sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} | "
               f"events {e['detected']}/{e['n_events']}, {e['false_alarms']} false alarms in seizure recordings | "
               + (f"seizure-free: {f['false_alarms']} false alarms in {f['duration_h']:.2f} h "
-                 f"({f['false_alarms_per_24h']:.1f}/24 h)" if f['duration_h'] else "no seizure-free recording"))
+                 f"({f['false_alarms_per_24h']:.1f}/24 h{_rate_interval(f)})" if f['duration_h']
+                 else "no seizure-free recording"))
+    for line in interval_lines(results["auroc_intervals"]):
+        print(line)
     print(f"wrote {', '.join(str(p) for p in results['files'])}")
     return 0

@@ -16,7 +16,8 @@ from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, 
 from ictal.runtime.channels import MAX_BAD_CHANNELS, check_zero_fill
 from ictal.runtime.errors import DataError
 from ictal.runtime.features import FeatureSpec
-from ictal.runtime.metrics import EventCounts, auroc, score_events, window_metrics, windows_to_events
+from ictal.runtime.metrics import (EventCounts, auroc, patient_bootstrap_auroc, score_events, window_metrics,
+                                  windows_to_events)
 
 from ictal.runtime.annotations import find_labelled_recordings
 
@@ -169,9 +170,51 @@ def summarise(ws: WindowSet, p: np.ndarray, threshold) -> dict:
     wm["specificity_by_source"] = {s: {"n_negative_windows": int((neg & (src == s)).sum()),
                                        "specificity": float(np.mean(p[neg & (src == s)] < thr[neg & (src == s)]))}
                                    for s in sorted(set(src[neg]))}
-    free = event_counts(ws, p, thr, seizure_free=True).summary()
+    # false alarms per data set too: minutes of seizure-free clips and hours of healthy EEG are
+    # different questions, and a pooled rate hides which one it answers
+    source_of = {w.recording: s for w, s in zip(ws.windows, ws.source)}
+    free, by_source = EventCounts(), {}
+    for rec, counts in event_counts_by_recording(ws, p, thr, seizure_free=True).items():
+        free.add(counts)
+        by_source.setdefault(source_of[rec], EventCounts()).add(counts)
     return {"window": wm, "event": event_counts(ws, p, thr, seizure_free=False).summary(),
-            "seizure_free": {k: free[k] for k in ("false_alarms", "duration_h", "false_alarms_per_24h")}}
+            "seizure_free": seizure_free_summary(free, by_source)}
+
+
+SEIZURE_FREE_KEYS = ("false_alarms", "duration_h", "false_alarms_per_24h", "false_alarms_per_24h_ci95")
+
+
+def seizure_free_summary(total: EventCounts, by_source: dict[str, EventCounts]) -> dict:
+    """False alarms on seizure-free recordings, in all and per data set, with Poisson intervals."""
+    def pick(c: EventCounts) -> dict:
+        full = c.summary()
+        return {k: full[k] for k in SEIZURE_FREE_KEYS}
+    return {**pick(total), "by_source": {s: pick(c) for s, c in sorted(by_source.items())}}
+
+
+def auroc_intervals(ws: WindowSet, scores: dict[str, np.ndarray], n_boot: int = 1000) -> dict:
+    """Window AUROC of every method over all windows and per data set, with 95 % intervals from
+    resampling patients and the model's paired difference to each peer
+    (`runtime.metrics.patient_bootstrap_auroc`). Per data set means its seizure windows against
+    its own non-seizure windows: pooled over all data sets, hours of healthy EEG dominate the
+    negatives. Ambiguous windows and windows the monitor would not score (NaN) are left out, and
+    so is a data set without both classes.
+
+    Returns ``{"all" | data set: {"n_patients", "n_resamples", "methods", "model_minus"}}``.
+    """
+    y = ws.label
+    scored = np.all([np.isfinite(p) for p in scores.values()], axis=0)
+    keep = unambiguous(y) & scored
+    src = np.asarray(ws.source, dtype=str)
+    unit = np.char.add(np.char.add(src, ":"), ws.patients.astype(str))  # a patient's name is its data set's
+    out = {}
+    for name, m in [("all", keep)] + [(s, keep & (src == s)) for s in sorted(set(src[keep]))]:
+        target = binary_target(y[m])
+        if target.all() or not target.any():
+            continue
+        out[name] = patient_bootstrap_auroc(target, {k: np.asarray(p)[m] for k, p in scores.items()}, unit[m],
+                                            compare="model" if "model" in scores else None, n_boot=n_boot)
+    return out
 
 
 def json_safe(obj):
@@ -366,13 +409,21 @@ def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print, state_dir:
         p = np.concatenate([pp for _, pp, _ in parts])
         thr = np.concatenate([np.full(len(pp), t) for _, pp, t in parts])
         wm = summarise(WindowSet(ws.x[:0], wins, src, {}), p, thr)["window"]
-        ev, free = EventCounts(), EventCounts()
+        ev, free, free_by_source = EventCounts(), EventCounts(), {}
         for m in per_fold:
             r = m["methods"][name]
             ev.add(_counts_from_summary(r["event"]))
             free.add(_counts_from_summary(r["seizure_free"]))
-        pooled[name] = {"window": wm, "event": ev.summary(), "seizure_free": free.summary()}
-    return {"pooled": pooled, "folds": per_fold, "comparison": compare_to_peers(per_fold)}
+            for src_name, c in r["seizure_free"]["by_source"].items():
+                free_by_source.setdefault(src_name, EventCounts()).add(_counts_from_summary(c))
+        pooled[name] = {"window": wm, "event": ev.summary(), "seizure_free": seizure_free_summary(free, free_by_source)}
+    # every method was tested on the same windows, fold by fold
+    tested = WindowSet(ws.x[:0], sum((list(te.windows) for _, te, *_ in trained), []),
+                       sum((list(te.source) for _, te, *_ in trained), []), {})
+    intervals = auroc_intervals(tested, {name: np.concatenate([pp for _, pp, _ in parts])
+                                         for name, parts in pooled_parts.items()})
+    return {"pooled": pooled, "pooled_auroc_intervals": intervals, "folds": per_fold,
+            "comparison": compare_to_peers(per_fold)}
 
 
 def _counts_from_summary(e: dict) -> EventCounts:
@@ -433,6 +484,53 @@ def _fmt(v, spec=".2f") -> str:
     return "–" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
+def _false_alarm_rate(seizure_free: dict) -> str:
+    ci = seizure_free.get("false_alarms_per_24h_ci95")
+    return (_fmt(seizure_free["false_alarms_per_24h"], ".0f")
+            + (f" [{_fmt(ci[0], '.1f' if ci[0] < 10 else '.0f')}–{_fmt(ci[1], '.1f' if ci[1] < 10 else '.0f')}]"
+               if ci else ""))
+
+
+def _interval(ci, spec=".2f") -> str:
+    return f" [{_fmt(ci[0], spec)}–{_fmt(ci[1], spec)}]" if ci else ""
+
+
+def _interval_table(intervals: dict, methods: list[str]) -> list[str]:
+    """Markdown rows: per data set, each method's pooled AUROC and the model's difference to each
+    peer, with their 95 % intervals from resampling patients."""
+    if not intervals:
+        return []
+    peers = [m for m in methods if m != "model"]
+    head = ["data set", "patients"] + [f"{m} AUROC" for m in methods] + [f"model − {p}" for p in peers]
+    lines = ["", "Pooled over the folds, per data set (its seizure windows against its own non-seizure "
+             "windows; `all`: every window, where hours of healthy EEG dominate the negatives). In brackets, "
+             "95 % intervals from resampling patients (none with fewer than 5 patients); an interval of "
+             "model − peer that excludes 0 says the model's lead is more than which patients were drawn. "
+             "The false-alarm interval above is exact for a Poisson count: alarms that cluster in a few "
+             "recordings make it wider.", "",
+             "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, r in intervals.items():
+        row = [name, str(r["n_patients"])]
+        row += [_fmt(r["methods"][m]["auroc"]) + _interval(r["methods"][m]["ci95"]) for m in methods]
+        row += [_fmt(r["model_minus"][p]["difference"], "+.2f") + _interval(r["model_minus"][p]["ci95"], "+.2f")
+                for p in peers if p in r.get("model_minus", {})]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def interval_lines(intervals: dict) -> list[str]:
+    """One console line per data set: each method's AUROC and the model's lead over each peer,
+    with 95 % intervals from resampling patients."""
+    lines = []
+    for name, r in intervals.items():
+        parts = [f"{m} {_fmt(v['auroc'], '.3f')}{_interval(v['ci95'])}" for m, v in r["methods"].items()]
+        parts += [f"model − {p} {_fmt(v['difference'], '+.3f')}{_interval(v['ci95'], '+.2f')}"
+                  for p, v in r.get("model_minus", {}).items()]
+        lines.append(f"AUROC, {name} ({r['n_patients']} patients; 95 % interval over patients"
+                     f"{'' if r['n_resamples'] else ': too few patients'}): " + ", ".join(parts))
+    return lines
+
+
 def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
     """A Markdown table of a cross-validation result: per fold, model beside each peer."""
     methods = list(res["pooled"])
@@ -463,8 +561,14 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
                       ("events detected", lambda m: f"{res['pooled'][m]['event']['detected']}/"
                                                     f"{res['pooled'][m]['event']['n_events']}"),
                       ("FA / 24 h, held-out seizure-free EEG",
-                       lambda m: _fmt(res["pooled"][m]["seizure_free"]["false_alarms_per_24h"], ".0f"))):
+                       lambda m: _false_alarm_rate(res["pooled"][m]["seizure_free"]))):
         lines.append(f"| {label} | " + " | ".join(fn(m) for m in methods) + " |")
+    by_source = res["pooled"][methods[0]]["seizure_free"].get("by_source", {})
+    for src_name, c in by_source.items() if len(by_source) > 1 else ():
+        lines.append(f"| … of which {src_name} ({_fmt(c['duration_h'])} h) | "
+                     + " | ".join(_false_alarm_rate(res["pooled"][m]["seizure_free"]["by_source"][src_name])
+                                  for m in methods) + " |")
+    lines += _interval_table(res.get("pooled_auroc_intervals", {}), methods)
     for peer, c in res.get("comparison", {}).items():
         lines.append(f"\nModel vs {peer}: window AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
                      f"sensitivity ≥ peer at no more false alarms in {c['event_wins']}/{c['n_folds']}"
@@ -731,12 +835,16 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     ws = WindowSet.concat(kept)
     thresholds = {"model": threshold, **(peers.thresholds() if peers else {})}
     results = {m: summarise(ws, np.concatenate(ps), thresholds[m]) for m, ps in methods_p.items()}
+    intervals = auroc_intervals(ws, {m: np.concatenate(ps) for m, ps in methods_p.items()})
     metrics = {**results["model"], "model": str(model), "data": str(data),
                "classical_peers": {m: r for m, r in results.items() if m != "model"},
+               # per data set, each method's AUROC with a 95 % interval from resampling patients
+               "auroc_intervals": intervals,
                "zero_filled_channels": zero_filled,
                # {recording: windows not scored because channels went flat or saturated (NaN in scores.csv)}
                "unscorable_windows": unscorable,
                # {recording: median top_band_drop} of recordings that look low-passed below the spec's band
                "band_limited_recordings": band_limited}
     mpath, cpath = write_metrics(metrics, out, f"{Path(model).name} on {Path(data).name}")
-    return {"methods": results, "metrics": metrics, "files": [mpath, cpath, out / "scores.csv"]}
+    return {"methods": results, "auroc_intervals": intervals, "metrics": metrics,
+            "files": [mpath, cpath, out / "scores.csv"]}

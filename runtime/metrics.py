@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy.stats import beta, chi2, rankdata
 
 MERGE_GAP_S = 90.0
 MAX_EVENT_S = 300.0
@@ -21,21 +22,85 @@ TOL_AFTER_S = 60.0
 def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U with tie correction); NaN if one class is absent."""
     y_true = np.asarray(y_true).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
     n_pos, n_neg = int(y_true.sum()), int((~y_true).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):  # average ranks over ties
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1
-        i = j + 1
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))  # ties share their average rank
     return float((ranks[y_true].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+# ---------------------------------------------------------------- uncertainty
+def rate_interval_per_24h(count: int, duration_s: float, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) Poisson interval of an event rate, per 24 h: `count` events in
+    `duration_s`. It assumes independent events; alarms that cluster in a few recordings make
+    the true uncertainty wider. (nan, nan) without any duration."""
+    if duration_s <= 0:
+        return float("nan"), float("nan")
+    alpha = 1.0 - level
+    lo = 0.0 if count == 0 else chi2.ppf(alpha / 2, 2 * count) / 2
+    hi = chi2.ppf(1 - alpha / 2, 2 * count + 2) / 2
+    scale = 86400.0 / duration_s
+    return float(lo * scale), float(hi * scale)
+
+
+def proportion_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of a proportion k/n, e.g. seizures detected; (nan, nan)
+    for n = 0."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    alpha = 1.0 - level
+    lo = 0.0 if k == 0 else beta.ppf(alpha / 2, k, n - k + 1)
+    hi = 1.0 if k == n else beta.ppf(1 - alpha / 2, k + 1, n - k)
+    return float(lo), float(hi)
+
+
+MIN_PATIENTS_FOR_INTERVAL = 5
+
+
+def patient_bootstrap_auroc(y_true: np.ndarray, scores: dict[str, np.ndarray], patients: np.ndarray, *,
+                            compare: str | None = None, n_boot: int = 1000, level: float = 0.95,
+                            seed: int = 0) -> dict:
+    """Pooled window AUROC of each method with an interval from resampling *patients*.
+
+    Windows of one patient are not independent (a seizure gives many windows, a patient's
+    background repeats), so patients are drawn with replacement and their windows taken whole:
+    a percentile interval over `n_boot` resamples. The methods share the resamples, so with
+    `compare` (the model) its difference to each other method (compare − other) is paired. Resamples
+    without both classes are skipped. With fewer than `MIN_PATIENTS_FOR_INTERVAL` patients no
+    interval is given (None): resampling two patients says nothing about a third.
+
+    Returns ``{"n_patients", "n_resamples", "methods": {name: {"auroc", "ci95"}},
+    f"{compare}_minus": {other: {"difference", "ci95"}}}``.
+    """
+    y = np.asarray(y_true).astype(bool)
+    patients = np.asarray(patients)
+    units = [np.flatnonzero(patients == u) for u in np.unique(patients)]
+    point = {m: auroc(y, s) for m, s in scores.items()}
+    out = {"n_patients": len(units), "n_resamples": 0,
+           "methods": {m: {"auroc": a, "ci95": None} for m, a in point.items()}}
+    others = [m for m in scores if compare is not None and m != compare]
+    if compare is not None:
+        out[f"{compare}_minus"] = {m: {"difference": point[compare] - point[m], "ci95": None} for m in others}
+    if len(units) < MIN_PATIENTS_FOR_INTERVAL or not np.isfinite(list(point.values())).all():
+        return out
+    rng = np.random.default_rng(seed)
+    draws = {m: [] for m in scores}
+    for _ in range(n_boot):
+        idx = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
+        if y[idx].all() or not y[idx].any():
+            continue
+        for m, s in scores.items():
+            draws[m].append(auroc(y[idx], np.asarray(s)[idx]))
+    q = [100 * (1 - level) / 2, 100 * (1 + level) / 2]
+    out["n_resamples"] = len(draws[next(iter(scores))])
+    if not out["n_resamples"]:
+        return out
+    for m in scores:
+        out["methods"][m]["ci95"] = [float(v) for v in np.percentile(draws[m], q)]
+    for m in others:
+        diff = np.asarray(draws[compare]) - np.asarray(draws[m])
+        out[f"{compare}_minus"][m]["ci95"] = [float(v) for v in np.percentile(diff, q)]
+    return out
 
 
 def window_metrics(y_true: np.ndarray, p: np.ndarray, threshold: float) -> dict:
@@ -150,7 +215,9 @@ class EventCounts:
         lat = np.asarray(self.latencies_s, dtype=float)
         return {"n_events": self.n_ref, "detected": self.tp_ref, "n_detections": self.n_hyp,
                 "false_alarms": self.fp, "duration_h": self.duration_s / 3600.0,
-                "sensitivity": sens, "precision": prec, "f1": f1, "false_alarms_per_24h": fa,
+                "sensitivity": sens, "sensitivity_ci95": list(proportion_interval(self.tp_ref, self.n_ref)),
+                "precision": prec, "f1": f1, "false_alarms_per_24h": fa,
+                "false_alarms_per_24h_ci95": list(rate_interval_per_24h(self.fp, self.duration_s)),
                 "latency_median_s": float(np.median(lat)) if lat.size else float("nan"),
                 "detected_while_already_alarming": self.already_alarming,
                 "latencies_s": [round(float(x), 2) for x in lat]}

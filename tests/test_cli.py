@@ -28,7 +28,8 @@ def test_evaluate_onnx_writes_metrics_and_confusion_matrix(tiny_model, synthetic
     assert {"sensitivity", "false_alarms_per_24h", "latency_median_s"} <= set(m["event"])
     assert m["event"]["n_events"] == 4
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
-    assert re.search(r"seizure-free: \d+ false alarms in 0\.\d\d h \(\d+\.\d/24 h\)", r.stdout)
+    assert re.search(r"seizure-free: \d+ false alarms in 0\.\d\d h \(\d+\.\d/24 h, 95 % interval [\d.]+–[\d.]+\)",
+                     r.stdout)
     # one recording with a seizure: no seizure-free rate to print, and no 'nan' in its place
     one = _ictal("evaluate", synthetic_dir / "syn00.edf", "--model", tiny_model["onnx"], "--out-dir", tmp_path / "one",
                  "--hop", "5")
@@ -77,6 +78,12 @@ def test_train_with_leave_one_patient_out_takes_the_folds_mean_threshold(tmp_pat
     assert peers["line_length_threshold"] == pytest.approx(np.mean([o["line_length"] for o in own]))
     assert peers["band_power_threshold"] == pytest.approx(np.mean([o["band_power"] for o in own]))
     assert meta["threshold_from"].startswith("leave-one-patient-out") and "the mean of the" in r.stdout
+    # pooled AUROC with intervals over the 7 patients, the model's lead over each peer paired
+    pooled = json.loads((tmp_path / "m.cv.json").read_text())["leave_one_patient_out"]["pooled_auroc_intervals"]
+    assert pooled["all"]["n_patients"] == 7 and set(pooled["all"]["model_minus"]) == {"line_length", "band_power"}
+    lo, hi = pooled["all"]["methods"]["model"]["ci95"]
+    assert lo <= pooled["all"]["methods"]["model"]["auroc"] <= hi
+    assert "model − line_length" in (tmp_path / "m.cv.md").read_text() and "AUROC, all (7 patients" in r.stdout
 
 
 def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):

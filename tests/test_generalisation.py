@@ -193,6 +193,14 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
     assert {row["bad_channels"] for row in rows} == {"0"}
     assert float(rows[0]["end_s"]) - float(rows[0]["start_s"]) == 10.0
     assert "line_length" in r.stdout and "/24 h" in r.stdout
+    # the seizure-free rate with its Poisson interval; AUROC per data set with the patients it rests on
+    lo, hi = m["seizure_free"]["false_alarms_per_24h_ci95"]
+    assert lo <= m["seizure_free"]["false_alarms_per_24h"] <= hi
+    assert m["seizure_free"]["by_source"][synthetic_dir.name]["false_alarms_per_24h_ci95"] == [lo, hi]
+    n_patients = len({row["patient"] for row in rows})
+    assert m["auroc_intervals"]["all"]["n_patients"] == n_patients
+    assert m["auroc_intervals"]["all"]["methods"]["model"]["auroc"] == m["window"]["auroc"]
+    assert f"AUROC, all ({n_patients} patients" in r.stdout
 
 
 def test_evaluate_explain_and_report_refuse_zero_filling_more_than_a_quarter_of_channels(tiny_model, synthetic_dir,
@@ -273,6 +281,37 @@ def test_cross_validation_table_renders_from_its_json_where_undefined_aurocs_are
     assert json.loads(path.read_text())["folds"][0]["within_patient_auroc"]["model"]["neo01"] is None
     table = cv_markdown(json.loads(path.read_text()))
     assert "| neo01 | 0.90 | – | 1/1 | 2 (0.50 h) |" in table and "| chb01 | 0.90 | 0.75 |" in table
+
+
+def test_cross_validation_table_gives_false_alarms_per_data_set_and_auroc_intervals_over_patients():
+    """Two alarms in half an hour of babies' clips and one in nine hours of healthy adults are
+    different findings: the table names each data set's rate and interval, and each data set's
+    AUROC with the patients it rests on."""
+    from ictal.models.evaluate import cv_markdown
+    from ictal.runtime.metrics import EventCounts, patient_bootstrap_auroc
+
+    def free(fp, hours):
+        s = EventCounts(fp=fp, duration_s=hours * 3600).summary()
+        return {k: s[k] for k in ("false_alarms", "duration_h", "false_alarms_per_24h", "false_alarms_per_24h_ci95")}
+    method = {"window": {"auroc": 0.9}, "event": {"detected": 1, "n_events": 1, "false_alarms": 0},
+              "seizure_free": {**free(3, 9.5), "by_source": {"eegmmidb": free(1, 9.0), "neonatal": free(2, 0.5)}}}
+    rng = np.random.default_rng(1)
+    y, patients = np.tile([1, 0, 0, 0], 30), np.repeat(np.arange(10), 12)
+    intervals = {"neonatal": patient_bootstrap_auroc(y, {"model": y + rng.normal(0, 1, y.size),
+                                                         "line_length": rng.normal(0, 1, y.size)},
+                                                     patients, compare="model", n_boot=200),
+                 "chbmit": patient_bootstrap_auroc(y[:24], {"model": y[:24] + 0.0, "line_length": -y[:24] + 0.0},
+                                                   patients[:24], compare="model")}
+    res = {"pooled": {"model": method, "line_length": method}, "comparison": {}, "pooled_auroc_intervals": intervals,
+           "folds": [{"fold": "lopo:neo01", "methods": {"model": method, "line_length": method}}]}
+    table = cv_markdown(res)
+    lo, hi = free(1, 9.0)["false_alarms_per_24h_ci95"]
+    assert f"| … of which eegmmidb (9.00 h) | 3 [{lo:.1f}–{hi:.0f}] |" in table  # 0.1–15
+    assert "| … of which neonatal (0.50 h) | 96 [" in table
+    neo = intervals["neonatal"]
+    lo, hi = neo["methods"]["model"]["ci95"]
+    assert f"| neonatal | 10 | {neo['methods']['model']['auroc']:.2f} [{lo:.2f}–{hi:.2f}] |" in table
+    assert "| chbmit | 2 | 1.00 | 0.00 | +1.00 |" in table  # two patients: no interval is claimed
 
 
 def _assert_scores_like_the_demo_clip(tmp_path, rec, data_uv, labels, name):

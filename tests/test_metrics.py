@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from ictal.runtime.metrics import auroc, choose_threshold, score_events, window_metrics, windows_to_events
+from ictal.runtime.metrics import (EventCounts, auroc, choose_threshold, patient_bootstrap_auroc, proportion_interval,
+                                  rate_interval_per_24h, score_events, window_metrics, windows_to_events)
 
 
 def test_detection_20_s_before_onset_counts_as_true_positive():
@@ -49,3 +50,70 @@ def test_auroc_handles_ties_and_threshold_separates_validation():
     p = np.array([0.1, 0.2, 0.3, 0.7, 0.8])
     t = choose_threshold(y, p)
     assert 0.3 < t <= 0.7
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_false_alarm_interval_is_the_exact_poisson_interval(count):
+    from scipy.stats import poisson
+
+    hours = 9.3
+    lo, hi = rate_interval_per_24h(count, hours * 3600)
+    to_count = hours / 24  # a rate per 24 h, as the expected count over the hours watched
+    assert poisson.cdf(count, hi * to_count) == pytest.approx(0.025, abs=1e-6)
+    if count:
+        assert poisson.sf(count - 1, lo * to_count) == pytest.approx(0.025, abs=1e-6)
+    else:
+        assert lo == 0
+    summary = EventCounts(fp=count, duration_s=hours * 3600).summary()
+    assert summary["false_alarms_per_24h_ci95"] == [lo, hi]
+    assert lo <= summary["false_alarms_per_24h"] <= hi
+    assert np.isnan(rate_interval_per_24h(1, 0)).all()
+
+
+def test_event_sensitivity_interval_is_clopper_pearson():
+    from scipy.stats import binom
+
+    lo, hi = proportion_interval(36, 38)
+    assert binom.sf(35, 38, lo) == pytest.approx(0.025, abs=1e-6)
+    assert binom.cdf(36, 38, hi) == pytest.approx(0.025, abs=1e-6)
+    assert proportion_interval(7, 7)[1] == 1.0 and proportion_interval(0, 7)[0] == 0.0
+    assert EventCounts(n_ref=38, tp_ref=36).summary()["sensitivity_ci95"] == [lo, hi]
+
+
+def _patients_with_one_inverted(n_patients=12, per_patient=40, seed=0):
+    """Windows of n_patients, a quarter of each seizure; the model separates every patient but
+    the last, whose seizure windows score lowest."""
+    rng = np.random.default_rng(seed)
+    patients = np.repeat(np.arange(n_patients), per_patient)
+    y = np.tile(np.arange(per_patient) < per_patient // 4, n_patients)
+    model = np.where(y, 2.0, 0.0) + rng.normal(0, 0.5, y.size)
+    last = patients == n_patients - 1
+    model[last & y] = -3.0
+    return y, model, patients, rng.normal(0, 1, y.size)
+
+
+def test_auroc_interval_resamples_patients_not_windows():
+    """A patient whose seizures the model misses moves the pooled AUROC by the luck of the draw:
+    the interval over patients is wide where one over windows, which treats 40 windows of one
+    patient as 40 independent draws, would be narrow."""
+    y, model, patients, peer = _patients_with_one_inverted()
+    r = patient_bootstrap_auroc(y, {"model": model, "peer": peer}, patients, compare="model", n_boot=400)
+    by_window = patient_bootstrap_auroc(y, {"model": model}, np.arange(y.size), n_boot=400)
+    lo, hi = r["methods"]["model"]["ci95"]
+    assert r["n_patients"] == 12 and r["n_resamples"] == 400
+    assert lo < r["methods"]["model"]["auroc"] < hi
+    assert hi - lo > 2 * np.subtract(*by_window["methods"]["model"]["ci95"][::-1])
+    # paired: the model's lead over a coin holds however the patients are drawn
+    assert r["model_minus"]["peer"]["ci95"][0] > 0
+    assert r["model_minus"]["peer"]["difference"] == pytest.approx(auroc(y, model) - auroc(y, peer))
+    same = patient_bootstrap_auroc(y, {"model": model, "copy": model.copy()}, patients, compare="model", n_boot=50)
+    assert same["model_minus"]["copy"]["ci95"] == [0.0, 0.0]
+    # the same seed, the same interval: a report can be regenerated
+    again = patient_bootstrap_auroc(y, {"model": model, "peer": peer}, patients, compare="model", n_boot=400)
+    assert again["methods"]["model"]["ci95"] == r["methods"]["model"]["ci95"]
+
+
+def test_no_auroc_interval_from_fewer_than_five_patients():
+    y, model, patients, _ = _patients_with_one_inverted(n_patients=4)
+    r = patient_bootstrap_auroc(y, {"model": model}, patients)
+    assert r["methods"]["model"] == {"auroc": auroc(y, model), "ci95": None} and r["n_resamples"] == 0
