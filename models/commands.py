@@ -206,5 +206,10 @@ def evaluate_main(args) -> int:
                  else "no seizure-free recording"))
     for line in interval_lines(results["auroc_intervals"]):
         print(line)
+    for peer, c in results["by_patient"]["model_vs"].items():
+        print(f"patient by patient: model AUROC ≥ {peer} in {c['auroc_better_or_equal']}/{c['patients_with_auroc']} "
+              f"patients with seizure and non-seizure windows; seizures found ≥ {peer} at no more false alarms in "
+              f"{c['events_better_or_equal_at_no_more_false_alarms']}/{c['patients_with_seizures']} patients with "
+              "seizures (patients.csv)")
     print(f"wrote {', '.join(str(p) for p in results['files'])}")
     return 0

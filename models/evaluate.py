@@ -197,8 +197,9 @@ def auroc_intervals(ws: WindowSet, scores: dict[str, np.ndarray], n_boot: int = 
     resampling patients and the model's paired difference to each peer
     (`runtime.metrics.patient_bootstrap_auroc`). Per data set means its seizure windows against
     its own non-seizure windows: pooled over all data sets, hours of healthy EEG dominate the
-    negatives. Ambiguous windows and windows the monitor would not score (NaN) are left out, and
-    so is a data set without both classes.
+    negatives ("all" is given only where there are several data sets). Ambiguous windows and
+    windows the monitor would not score (NaN) are left out, and so is a data set without both
+    classes.
 
     Returns ``{"all" | data set: {"n_patients", "n_resamples", "methods", "model_minus"}}``.
     """
@@ -208,7 +209,8 @@ def auroc_intervals(ws: WindowSet, scores: dict[str, np.ndarray], n_boot: int = 
     src = np.asarray(ws.source, dtype=str)
     unit = np.char.add(np.char.add(src, ":"), ws.patients.astype(str))  # a patient's name is its data set's
     out = {}
-    for name, m in [("all", keep)] + [(s, keep & (src == s)) for s in sorted(set(src[keep]))]:
+    sources = sorted(set(src[keep]))
+    for name, m in [("all", keep)] * (len(sources) > 1) + [(s, keep & (src == s)) for s in sources]:
         target = binary_target(y[m])
         if target.all() or not target.any():
             continue
@@ -311,6 +313,72 @@ def within_patient_auroc(ws: WindowSet, p: np.ndarray) -> dict:
         y = binary_target(lab[sel])
         out[pat] = auroc(y, np.asarray(p)[sel]) if 0 < y.sum() < len(y) else float("nan")
     return out
+
+
+def patient_table(ws: WindowSet, scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict:
+    """Patient by patient, every method on the same windows: hours, seizures, windows, own-window
+    AUROC (the patient's seizure windows against its own non-seizure windows; NaN without both),
+    seizures detected and false alarms (SzCORE, at each method's threshold), and per peer how
+    many patients the model matches or beats.
+
+    Returns ``{"patients": [{"patient", "hours", "seizures", "seizure_windows",
+    "non_seizure_windows", "methods": {name: {"auroc", "detected", "false_alarms"}}}],
+    "model_vs": {peer: {"patients_with_auroc", "auroc_better_or_equal", "patients_with_seizures",
+    "events_better_or_equal_at_no_more_false_alarms"}}}``.
+    """
+    pats, lab = ws.patients, ws.label
+    scored = np.all([np.isfinite(p) for p in scores.values()], axis=0)
+    keep = unambiguous(lab) & scored
+    patient_of = {w.recording: w.patient for w in ws.windows}
+    counts = {m: {} for m in scores}
+    for m, p in scores.items():
+        for rec, c in event_counts_by_recording(ws, np.asarray(p), thresholds[m]).items():
+            counts[m].setdefault(patient_of[rec], EventCounts()).add(c)
+    rows = []
+    for pat in sorted(set(pats)):
+        sel = keep & (pats == pat)
+        y = binary_target(lab[sel])
+        first = counts[next(iter(scores))].get(pat, EventCounts())
+        rows.append({"patient": str(pat), "hours": first.duration_s / 3600.0, "seizures": first.n_ref,
+                     "seizure_windows": int(y.sum()), "non_seizure_windows": int(len(y) - y.sum()),
+                     "methods": {m: {"auroc": auroc(y, np.asarray(p)[sel]) if 0 < y.sum() < len(y) else float("nan"),
+                                     "detected": counts[m].get(pat, EventCounts()).tp_ref,
+                                     "false_alarms": counts[m].get(pat, EventCounts()).fp}
+                                 for m, p in scores.items()}})
+    model_vs = {}
+    for peer in (m for m in scores if m != "model" and "model" in scores):
+        with_auc = [r for r in rows if np.isfinite(r["methods"]["model"]["auroc"])]
+        with_sz = [r for r in rows if r["seizures"]]
+        model_vs[peer] = {
+            "patients_with_auroc": len(with_auc),
+            "auroc_better_or_equal": sum(r["methods"]["model"]["auroc"] >= r["methods"][peer]["auroc"] - 1e-9
+                                         for r in with_auc),
+            "patients_with_seizures": len(with_sz),
+            "events_better_or_equal_at_no_more_false_alarms": sum(
+                r["methods"]["model"]["detected"] >= r["methods"][peer]["detected"]
+                and r["methods"]["model"]["false_alarms"] <= r["methods"][peer]["false_alarms"] for r in with_sz)}
+    return {"patients": rows, "model_vs": model_vs}
+
+
+def _csv_number(v: float) -> str:
+    return f"{v:.4f}" if np.isfinite(v) else ""  # empty, not "nan": spreadsheets read it as missing
+
+
+def write_patient_csv(table: dict, path: str | Path) -> Path:
+    """`patient_table` as one CSV row per patient, each method's columns side by side."""
+    rows = table["patients"]
+    methods = list(rows[0]["methods"]) if rows else []
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["patient", "hours", "seizures", "seizure_windows", "non_seizure_windows"]
+                        + [f"{k}_{m}" for m in methods for k in ("auroc", "detected", "false_alarms")])
+        for r in rows:
+            writer.writerow([r["patient"], f"{r['hours']:.3f}", r["seizures"], r["seizure_windows"],
+                             r["non_seizure_windows"]]
+                            + [v for m in methods for v in (_csv_number(r["methods"][m]["auroc"]),
+                                                            r["methods"][m]["detected"],
+                                                            r["methods"][m]["false_alarms"])])
+    return Path(path)
 
 
 def cross_validated_thresholds(ws: WindowSet, folds: list[Fold], own: list[dict[str, float]],
@@ -834,17 +902,22 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         raise DataError(f"{data}: no recording is long enough for one {spec.window_s:g}-s window")
     ws = WindowSet.concat(kept)
     thresholds = {"model": threshold, **(peers.thresholds() if peers else {})}
-    results = {m: summarise(ws, np.concatenate(ps), thresholds[m]) for m, ps in methods_p.items()}
-    intervals = auroc_intervals(ws, {m: np.concatenate(ps) for m, ps in methods_p.items()})
+    scores = {m: np.concatenate(ps) for m, ps in methods_p.items()}
+    results = {m: summarise(ws, p, thresholds[m]) for m, p in scores.items()}
+    intervals = auroc_intervals(ws, scores)
+    by_patient = patient_table(ws, scores, thresholds)
+    ppath = write_patient_csv(by_patient, out / "patients.csv")
     metrics = {**results["model"], "model": str(model), "data": str(data),
                "classical_peers": {m: r for m, r in results.items() if m != "model"},
                # per data set, each method's AUROC with a 95 % interval from resampling patients
                "auroc_intervals": intervals,
+               # patient by patient, every method on the same windows (also patients.csv)
+               "by_patient": by_patient,
                "zero_filled_channels": zero_filled,
                # {recording: windows not scored because channels went flat or saturated (NaN in scores.csv)}
                "unscorable_windows": unscorable,
                # {recording: median top_band_drop} of recordings that look low-passed below the spec's band
                "band_limited_recordings": band_limited}
     mpath, cpath = write_metrics(metrics, out, f"{Path(model).name} on {Path(data).name}")
-    return {"methods": results, "auroc_intervals": intervals, "metrics": metrics,
-            "files": [mpath, cpath, out / "scores.csv"]}
+    return {"methods": results, "auroc_intervals": intervals, "by_patient": by_patient, "metrics": metrics,
+            "files": [mpath, cpath, out / "scores.csv", ppath]}

@@ -80,10 +80,10 @@ def test_train_with_leave_one_patient_out_takes_the_folds_mean_threshold(tmp_pat
     assert meta["threshold_from"].startswith("leave-one-patient-out") and "the mean of the" in r.stdout
     # pooled AUROC with intervals over the 7 patients, the model's lead over each peer paired
     pooled = json.loads((tmp_path / "m.cv.json").read_text())["leave_one_patient_out"]["pooled_auroc_intervals"]
-    assert pooled["all"]["n_patients"] == 7 and set(pooled["all"]["model_minus"]) == {"line_length", "band_power"}
-    lo, hi = pooled["all"]["methods"]["model"]["ci95"]
-    assert lo <= pooled["all"]["methods"]["model"]["auroc"] <= hi
-    assert "model − line_length" in (tmp_path / "m.cv.md").read_text() and "AUROC, all (7 patients" in r.stdout
+    assert pooled["data"]["n_patients"] == 7 and set(pooled["data"]["model_minus"]) == {"line_length", "band_power"}
+    lo, hi = pooled["data"]["methods"]["model"]["ci95"]
+    assert lo <= pooled["data"]["methods"]["model"]["auroc"] <= hi
+    assert "model − line_length" in (tmp_path / "m.cv.md").read_text() and "AUROC, data (7 patients" in r.stdout
 
 
 def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):

@@ -198,9 +198,15 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
     assert lo <= m["seizure_free"]["false_alarms_per_24h"] <= hi
     assert m["seizure_free"]["by_source"][synthetic_dir.name]["false_alarms_per_24h_ci95"] == [lo, hi]
     n_patients = len({row["patient"] for row in rows})
-    assert m["auroc_intervals"]["all"]["n_patients"] == n_patients
-    assert m["auroc_intervals"]["all"]["methods"]["model"]["auroc"] == m["window"]["auroc"]
-    assert f"AUROC, all ({n_patients} patients" in r.stdout
+    intervals = m["auroc_intervals"][synthetic_dir.name]  # one data set: no "all" besides it
+    assert list(m["auroc_intervals"]) == [synthetic_dir.name] and intervals["n_patients"] == n_patients
+    assert intervals["methods"]["model"]["auroc"] == m["window"]["auroc"]
+    assert f"AUROC, {synthetic_dir.name} ({n_patients} patients" in r.stdout
+    per_patient = list(csv.DictReader(open(tmp_path / "patients.csv")))
+    assert {row["patient"] for row in per_patient} == {row["patient"] for row in rows}
+    assert sum(int(row["seizures"]) for row in per_patient) == m["event"]["n_events"]
+    assert sum(int(row["detected_model"]) for row in per_patient) == m["event"]["detected"]
+    assert "patient by patient: model AUROC ≥ line_length" in r.stdout
 
 
 def test_evaluate_explain_and_report_refuse_zero_filling_more_than_a_quarter_of_channels(tiny_model, synthetic_dir,
@@ -231,6 +237,44 @@ def test_within_patient_auroc_is_not_flattered_by_other_subjects_eeg():
     p = np.r_[np.linspace(0.6, 0.7, 5), np.linspace(0.75, 0.8, 5), np.full(20, 0.1)]  # own EEG scores higher
     assert auroc((ws.label >= 0.5).astype(float), p) == 0.8
     assert within_patient_auroc(ws, p) == {"chb07": 0.0}
+
+
+def test_evaluation_reads_patient_by_patient_with_every_method_on_the_same_windows(tmp_path):
+    """A held-out set is judged patient by patient: chb07's seizure is found by the model and
+    missed by the peer, chb08's the other way round, and a healthy subject's artefact alarms the
+    peer only. The table says so per patient, and the CSV a spreadsheet reads says the same."""
+    from ictal.models.data import WindowSet
+    from ictal.models.evaluate import patient_table, write_patient_csv
+    from ictal.runtime.windows import Window
+
+    def patient(name, seizure_from):
+        return [Window(s, s + 10, float(seizure_from <= s < seizure_from + 20), f"{name}_01.edf", name,
+                       "s1" if seizure_from <= s < seizure_from + 20 else "") for s in range(0, 600, 10)]
+    healthy = [Window(s, s + 10, 0.0, "S009R03.edf", "S009", "") for s in range(0, 600, 10)]
+    ws = WindowSet(np.zeros((180, 1, 1, 1), np.float32), patient("chb07", 200) + patient("chb08", 300) + healthy,
+                   ["chbmit"] * 120 + ["eegmmidb"] * 60,
+                   recordings={"chb07_01.edf": (600.0, [(200.0, 220.0)]), "chb08_01.edf": (600.0, [(300.0, 320.0)]),
+                               "S009R03.edf": (600.0, [])})
+    label = ws.label >= 0.5
+    is_chb08 = ws.patients == "chb08"
+    model = np.where(label & ~is_chb08, 0.9, 0.1)  # finds chb07 only
+    peer = np.where(label & is_chb08, 0.9, 0.1)  # finds chb08 only ...
+    peer[120 + 30] = 0.9  # ... and alarms once on the healthy subject
+    table = patient_table(ws, {"model": model, "line_length": peer}, {"model": 0.5, "line_length": 0.5})
+    rows = {r["patient"]: r for r in table["patients"]}
+    assert set(rows) == {"chb07", "chb08", "S009"}
+    assert rows["chb07"]["seizures"] == 1 and rows["chb07"]["seizure_windows"] == 2
+    assert rows["chb07"]["non_seizure_windows"] == 58 and rows["chb07"]["hours"] == pytest.approx(600 / 3600)
+    assert rows["chb07"]["methods"]["model"] == {"auroc": 1.0, "detected": 1, "false_alarms": 0}
+    assert rows["chb07"]["methods"]["line_length"] == {"auroc": 0.5, "detected": 0, "false_alarms": 0}
+    assert rows["chb08"]["methods"]["model"]["detected"] == 0 and rows["chb08"]["methods"]["line_length"]["detected"] == 1
+    assert np.isnan(rows["S009"]["methods"]["model"]["auroc"]) and rows["S009"]["methods"]["line_length"]["false_alarms"] == 1
+    assert table["model_vs"]["line_length"] == {"patients_with_auroc": 2, "auroc_better_or_equal": 1,
+                                                "patients_with_seizures": 2,
+                                                "events_better_or_equal_at_no_more_false_alarms": 1}
+    csv_rows = {r["patient"]: r for r in csv.DictReader(open(write_patient_csv(table, tmp_path / "patients.csv")))}
+    assert csv_rows["chb07"]["auroc_model"] == "1.0000" and csv_rows["chb08"]["detected_line_length"] == "1"
+    assert csv_rows["S009"]["auroc_model"] == "" and csv_rows["S009"]["false_alarms_line_length"] == "1"
 
 
 def test_peer_comparison_reads_the_model_at_the_peers_false_alarm_count():
