@@ -180,7 +180,8 @@ def train_main(args) -> int:
             "train_config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
             "history": hist, "train_seconds": time.perf_counter() - t0,
             "validation_patients": sorted(set(va.patients)), "classical_peers": peers.to_dict(),
-            "cross_validation_summary": {k: {"pooled": v["pooled"], "comparison": v["comparison"]}
+            "cross_validation_summary": {k: {"pooled": v["pooled"], "comparison": v["comparison"],
+                                             "pooled_auroc_intervals": v.get("pooled_auroc_intervals", {})}
                                          for k, v in cv.items()}}
     save_checkpoint(out, model, fspec, thr, **info)
     shutil.rmtree(state_dir, ignore_errors=True)  # finished: nothing left to resume

@@ -192,6 +192,12 @@ def seizure_free_summary(total: EventCounts, by_source: dict[str, EventCounts]) 
     return {**pick(total), "by_source": {s: pick(c) for s, c in sorted(by_source.items())}}
 
 
+def _comparable(label: np.ndarray, scores: dict[str, np.ndarray]) -> np.ndarray:
+    """Windows every method can be judged on: unambiguous, and scored by all of them (NaN: a
+    window the monitor would not score)."""
+    return unambiguous(label) & np.all([np.isfinite(p) for p in scores.values()], axis=0)
+
+
 def auroc_intervals(ws: WindowSet, scores: dict[str, np.ndarray], n_boot: int = 1000) -> dict:
     """Window AUROC of every method over all windows and per data set, with 95 % intervals from
     resampling patients and the model's paired difference to each peer
@@ -204,8 +210,7 @@ def auroc_intervals(ws: WindowSet, scores: dict[str, np.ndarray], n_boot: int = 
     Returns ``{"all" | data set: {"n_patients", "n_resamples", "methods", "model_minus"}}``.
     """
     y = ws.label
-    scored = np.all([np.isfinite(p) for p in scores.values()], axis=0)
-    keep = unambiguous(y) & scored
+    keep = _comparable(y, scores)
     src = np.asarray(ws.source, dtype=str)
     unit = np.char.add(np.char.add(src, ":"), ws.patients.astype(str))  # a patient's name is its data set's
     out = {}
@@ -327,8 +332,7 @@ def patient_table(ws: WindowSet, scores: dict[str, np.ndarray], thresholds: dict
     "events_better_or_equal_at_no_more_false_alarms"}}}``.
     """
     pats, lab = ws.patients, ws.label
-    scored = np.all([np.isfinite(p) for p in scores.values()], axis=0)
-    keep = unambiguous(lab) & scored
+    keep = _comparable(lab, scores)
     patient_of = {w.recording: w.patient for w in ws.windows}
     counts = {m: {} for m in scores}
     for m, p in scores.items():
@@ -563,19 +567,43 @@ def _interval(ci, spec=".2f") -> str:
     return f" [{_fmt(ci[0], spec)}–{_fmt(ci[1], spec)}]" if ci else ""
 
 
-def _interval_table(intervals: dict, methods: list[str]) -> list[str]:
+def _false_alarms_by_source(pooled: dict, methods: list[str]) -> list[tuple[str, str, list[str]]]:
+    """(data set, its hours, each method's rate with its interval) per data set with seizure-free
+    recordings; nothing where there is only one (the pooled rate is its rate)."""
+    by_source = pooled[methods[0]]["seizure_free"].get("by_source", {})
+    return [(name, _fmt(c["duration_h"]),
+             [_false_alarm_rate(pooled[m]["seizure_free"]["by_source"][name]) for m in methods])
+            for name, c in by_source.items()] if len(by_source) > 1 else []
+
+
+def false_alarm_table(pooled: dict) -> list[str]:
+    """Markdown: false alarms per 24 h on held-out seizure-free EEG, in all and per data set, every
+    method with its exact Poisson interval."""
+    methods = list(pooled)
+    total = pooled[methods[0]]["seizure_free"]
+    out = ["| held-out seizure-free EEG | hours | " + " | ".join(methods) + " |", "|" + " --- |" * (len(methods) + 2),
+           f"| all | {_fmt(total['duration_h'])} | "
+           + " | ".join(_false_alarm_rate(pooled[m]["seizure_free"]) for m in methods) + " |"]
+    return out + [f"| {name} | {hours} | " + " | ".join(rates) + " |"
+                  for name, hours, rates in _false_alarms_by_source(pooled, methods)]
+
+
+INTERVAL_LEGEND = (
+    "Pooled over the folds, per data set (its seizure windows against its own non-seizure windows; `all`: "
+    "every window, where hours of healthy EEG dominate the negatives). In brackets, 95 % intervals from "
+    "resampling patients (none with fewer than 5 patients); an interval of model − peer that excludes 0 says the "
+    "model's lead is more than which patients were drawn. False-alarm intervals are exact for a Poisson count: "
+    "alarms that cluster in a few recordings make them wider.")
+
+
+def interval_table(intervals: dict, methods: list[str]) -> list[str]:
     """Markdown rows: per data set, each method's pooled AUROC and the model's difference to each
     peer, with their 95 % intervals from resampling patients."""
     if not intervals:
         return []
     peers = [m for m in methods if m != "model"]
     head = ["data set", "patients"] + [f"{m} AUROC" for m in methods] + [f"model − {p}" for p in peers]
-    lines = ["", "Pooled over the folds, per data set (its seizure windows against its own non-seizure "
-             "windows; `all`: every window, where hours of healthy EEG dominate the negatives). In brackets, "
-             "95 % intervals from resampling patients (none with fewer than 5 patients); an interval of "
-             "model − peer that excludes 0 says the model's lead is more than which patients were drawn. "
-             "The false-alarm interval above is exact for a Poisson count: alarms that cluster in a few "
-             "recordings make it wider.", "",
+    lines = ["", INTERVAL_LEGEND, "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, r in intervals.items():
         row = [name, str(r["n_patients"])]
@@ -631,12 +659,9 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
                       ("FA / 24 h, held-out seizure-free EEG",
                        lambda m: _false_alarm_rate(res["pooled"][m]["seizure_free"]))):
         lines.append(f"| {label} | " + " | ".join(fn(m) for m in methods) + " |")
-    by_source = res["pooled"][methods[0]]["seizure_free"].get("by_source", {})
-    for src_name, c in by_source.items() if len(by_source) > 1 else ():
-        lines.append(f"| … of which {src_name} ({_fmt(c['duration_h'])} h) | "
-                     + " | ".join(_false_alarm_rate(res["pooled"][m]["seizure_free"]["by_source"][src_name])
-                                  for m in methods) + " |")
-    lines += _interval_table(res.get("pooled_auroc_intervals", {}), methods)
+    lines += [f"| … of which {src_name} ({hours} h) | " + " | ".join(rates) + " |"
+              for src_name, hours, rates in _false_alarms_by_source(res["pooled"], methods)]
+    lines += interval_table(res.get("pooled_auroc_intervals", {}), methods)
     for peer, c in res.get("comparison", {}).items():
         lines.append(f"\nModel vs {peer}: window AUROC ≥ peer in {c['auroc_wins']}/{c['n_folds']} folds; event "
                      f"sensitivity ≥ peer at no more false alarms in {c['event_wins']}/{c['n_folds']}"
