@@ -654,8 +654,9 @@ def cv_markdown(res: dict, title: str = "Leave-one-patient-out") -> str:
     lines += ["", "| pooled | " + " | ".join(methods) + " |", "|" + " --- |" * (len(methods) + 1)]
     for label, fn in (("median fold AUROC", lambda m: _fmt(float(np.nanmedian(np.asarray(aucs[m], float))))),
                       ("mean fold AUROC", lambda m: _fmt(float(np.nanmean(np.asarray(aucs[m], float))))),
-                      ("events detected", lambda m: f"{res['pooled'][m]['event']['detected']}/"
-                                                    f"{res['pooled'][m]['event']['n_events']}"),
+                      ("events detected (sensitivity's exact 95 % interval)",
+                       lambda m: f"{res['pooled'][m]['event']['detected']}/{res['pooled'][m]['event']['n_events']}"
+                       + _interval(res["pooled"][m]["event"].get("sensitivity_ci95"))),
                       ("FA / 24 h, held-out seizure-free EEG",
                        lambda m: _false_alarm_rate(res["pooled"][m]["seizure_free"]))):
         lines.append(f"| {label} | " + " | ".join(fn(m) for m in methods) + " |")
