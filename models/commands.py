@@ -197,7 +197,11 @@ def train_main(args) -> int:
 def evaluate_main(args) -> int:
     results = evaluate_model(args.model, args.data, args.out_dir, hop_s=args.hop, threshold=args.threshold,
                              allow_missing=args.allow_missing, force=args.force, workers=args.workers,
-                             ray_address=args.ray)
+                             ray_address=args.ray, alert_rule=args.alert_rule)
+    if args.alert_rule:
+        rule = args.alert_rule
+        print(f"events: the alerts the monitor's rule raises on these windows ({rule.k} of {rule.n} above threshold, "
+              f"closed after {rule.quiet_s:g} s below, {rule.refractory_s:g} s refractory)")
     for m, r in results["methods"].items():
         w, e, f = r["window"], r["event"], r["seizure_free"]
         print(f"{m:12s} windows: sens {w['sensitivity']:.3f} spec {w['specificity']:.3f} AUROC {w['auroc']:.3f} | "

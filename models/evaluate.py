@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ictal.runtime.alerts import AlertRule
 from ictal.runtime.artefacts import frontopolar_delta_excess, muscle_like
 from ictal.runtime.bandwidth import BAND_LIMITED_DECADES, band_limited_message, top_band_drop
 from ictal.runtime.channels import MAX_BAD_CHANNELS, check_zero_fill
@@ -108,16 +109,23 @@ def _windows_by_recording(ws: WindowSet) -> list[tuple[str, np.ndarray, np.ndarr
             for rec, (duration, seizures) in ws.recordings.items() if rec in by_rec]
 
 
-def event_counts_by_recording(ws: WindowSet, p: np.ndarray, threshold, *,
-                               seizure_free: bool | None = None) -> dict[str, EventCounts]:
+def event_counts_by_recording(ws: WindowSet, p: np.ndarray, threshold, *, seizure_free: bool | None = None,
+                               alert_rule: AlertRule | None = None) -> dict[str, EventCounts]:
     """SzCORE event counts of each scored recording of a window set (all of them, or only the
-    seizure-free ones with `seizure_free=True`, or only those with seizures with False)."""
+    seizure-free ones with `seizure_free=True`, or only those with seizures with False).
+
+    Detections are the windows above threshold, each standing for one hop of alarm; with
+    `alert_rule`, the alerts the monitor's rule raises on the same windows instead (k of n above
+    threshold to open, a quiet time to close, a refractory time after)."""
     thr = np.broadcast_to(np.asarray(threshold, dtype=float), p.shape)
     out = {}
     for rec, idx, ends, duration, seizures in _windows_by_recording(ws):
         if seizure_free is not None and seizure_free == bool(seizures):
             continue
-        hyp = windows_to_events(ends, p[idx] >= thr[idx], _recording_hop_s(ends))
+        if alert_rule is None:
+            hyp = windows_to_events(ends, p[idx] >= thr[idx], _recording_hop_s(ends))
+        else:  # one threshold per recording: a fold's, or the model's
+            hyp = alert_rule.events(ends, p[idx], float(thr[idx][0]))
         out[rec] = score_events(seizures, hyp, duration)
     return out
 
@@ -143,19 +151,22 @@ def events_at_false_alarm_caps(ws: WindowSet, p: np.ndarray, caps: dict[str, int
     return best
 
 
-def event_counts(ws: WindowSet, p: np.ndarray, threshold, *, seizure_free: bool | None = None) -> EventCounts:
+def event_counts(ws: WindowSet, p: np.ndarray, threshold, *, seizure_free: bool | None = None,
+                 alert_rule: AlertRule | None = None) -> EventCounts:
     """SzCORE event counts summed over the recordings (see event_counts_by_recording)."""
     total = EventCounts()
-    for counts in event_counts_by_recording(ws, p, threshold, seizure_free=seizure_free).values():
+    for counts in event_counts_by_recording(ws, p, threshold, seizure_free=seizure_free,
+                                            alert_rule=alert_rule).values():
         total.add(counts)
     return total
 
 
-def summarise(ws: WindowSet, p: np.ndarray, threshold) -> dict:
+def summarise(ws: WindowSet, p: np.ndarray, threshold, alert_rule: AlertRule | None = None) -> dict:
     """Window metrics (unambiguous windows) and event metrics of predictions p over ws.
 
     "event" covers the recordings with seizures; "seizure_free" the recordings without any,
-    whose false alarms per 24 h are the bedside false-alarm rate.
+    whose false alarms per 24 h are the bedside false-alarm rate. With `alert_rule`, events are
+    the alerts the monitor's rule raises (see `event_counts_by_recording`).
     """
     scored = np.isfinite(p)  # NaN: a window rejected for flat channels, as the monitor rejects it
     keep = unambiguous(ws.label) & scored
@@ -174,10 +185,10 @@ def summarise(ws: WindowSet, p: np.ndarray, threshold) -> dict:
     # different questions, and a pooled rate hides which one it answers
     source_of = {w.recording: s for w, s in zip(ws.windows, ws.source)}
     free, by_source = EventCounts(), {}
-    for rec, counts in event_counts_by_recording(ws, p, thr, seizure_free=True).items():
+    for rec, counts in event_counts_by_recording(ws, p, thr, seizure_free=True, alert_rule=alert_rule).items():
         free.add(counts)
         by_source.setdefault(source_of[rec], EventCounts()).add(counts)
-    return {"window": wm, "event": event_counts(ws, p, thr, seizure_free=False).summary(),
+    return {"window": wm, "event": event_counts(ws, p, thr, seizure_free=False, alert_rule=alert_rule).summary(),
             "seizure_free": seizure_free_summary(free, by_source)}
 
 
@@ -320,7 +331,8 @@ def within_patient_auroc(ws: WindowSet, p: np.ndarray) -> dict:
     return out
 
 
-def patient_table(ws: WindowSet, scores: dict[str, np.ndarray], thresholds: dict[str, float]) -> dict:
+def patient_table(ws: WindowSet, scores: dict[str, np.ndarray], thresholds: dict[str, float],
+                  alert_rule: AlertRule | None = None) -> dict:
     """Patient by patient, every method on the same windows: hours, seizures, windows, own-window
     AUROC (the patient's seizure windows against its own non-seizure windows; NaN without both),
     seizures detected and false alarms (SzCORE, at each method's threshold), and per peer how
@@ -336,7 +348,7 @@ def patient_table(ws: WindowSet, scores: dict[str, np.ndarray], thresholds: dict
     patient_of = {w.recording: w.patient for w in ws.windows}
     counts = {m: {} for m in scores}
     for m, p in scores.items():
-        for rec, c in event_counts_by_recording(ws, np.asarray(p), thresholds[m]).items():
+        for rec, c in event_counts_by_recording(ws, np.asarray(p), thresholds[m], alert_rule=alert_rule).items():
             counts[m].setdefault(patient_of[rec], EventCounts()).add(c)
     rows = []
     for pat in sorted(set(pats)):
@@ -843,7 +855,7 @@ CLEANING_COLUMNS = ["heart_beats_removed", "muscle_like_channels", "bad_channels
 
 def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "evaluation", *, hop_s: float = 1.0,
                    threshold: float | None = None, allow_missing: int = 0, force: bool = False, workers: int = 1,
-                   ray_address: str | None = None) -> dict:
+                   ray_address: str | None = None, alert_rule: AlertRule | None = None) -> dict:
     """Window and SzCORE event metrics of a model and its classical peers on a labelled data directory.
 
     Recording by recording, each read a minute at a time and scored a batch of windows at a
@@ -875,6 +887,10 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
         Score one Ray task per recording on this cluster ("auto": a running one, "local": start
         one on this machine). The recordings and the model must be readable at the same paths
         on every node.
+    alert_rule : AlertRule | None
+        Score events as the alerts the monitor's rule raises on these windows (k of n above
+        threshold, quiet and refractory times; use the monitor's hop) instead of every window
+        above threshold: the false alarms a bedside user would see.
 
     Returns
     -------
@@ -929,9 +945,9 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     ws = WindowSet.concat(kept)
     thresholds = {"model": threshold, **(peers.thresholds() if peers else {})}
     scores = {m: np.concatenate(ps) for m, ps in methods_p.items()}
-    results = {m: summarise(ws, p, thresholds[m]) for m, p in scores.items()}
+    results = {m: summarise(ws, p, thresholds[m], alert_rule) for m, p in scores.items()}
     intervals = auroc_intervals(ws, scores)
-    by_patient = patient_table(ws, scores, thresholds)
+    by_patient = patient_table(ws, scores, thresholds, alert_rule)
     ppath = write_patient_csv(by_patient, out / "patients.csv")
     metrics = {**results["model"], "model": str(model), "data": str(data),
                "classical_peers": {m: r for m, r in results.items() if m != "model"},
@@ -939,6 +955,8 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
                "auroc_intervals": intervals,
                # patient by patient, every method on the same windows (also patients.csv)
                "by_patient": by_patient,
+               # events: the monitor's alerts on these windows (null: every window above threshold)
+               "alert_rule": dataclasses.asdict(alert_rule) if alert_rule else None,
                "zero_filled_channels": zero_filled,
                # {recording: windows not scored because channels went flat or saturated (NaN in scores.csv)}
                "unscorable_windows": unscorable,

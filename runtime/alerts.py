@@ -6,6 +6,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 
+import numpy as np
+
 
 @dataclasses.dataclass
 class AlertEvent:
@@ -58,3 +60,34 @@ class AlertStateMachine:
             self.recent.clear()
             return AlertEvent("offset", t_lsl, p, self.alert_id)
         return None
+
+
+@dataclasses.dataclass(frozen=True)
+class AlertRule:
+    """The monitor's alert rule, for scoring recordings offline as the monitor would alarm."""
+    k: int = 3
+    n: int = 4
+    quiet_s: float = 10.0
+    refractory_s: float = 30.0
+
+    def events(self, window_ends_s, p, threshold: float) -> list[tuple[float, float]]:
+        """(onset, offset) of each alert the monitor raises on windows ending at `window_ends_s`
+        with scores `p` (NaN: a window it could not score, which breaks the k-of-n run as a gap
+        does live). An alert still open after the last window closes there."""
+        machine = AlertStateMachine(threshold, self.k, self.n, self.quiet_s, self.refractory_s)
+        order = np.argsort(window_ends_s, kind="stable")
+        ends, scores = np.asarray(window_ends_s, float)[order], np.asarray(p, float)[order]
+        events, onset = [], None
+        for t, s in zip(ends, scores):
+            if not np.isfinite(s):
+                machine.gap()
+                continue
+            ev = machine.update(float(t), float(s))
+            if ev is not None and ev.kind == "onset":
+                onset = ev.t_lsl
+            elif ev is not None:
+                events.append((onset, ev.t_lsl))
+                onset = None
+        if onset is not None:
+            events.append((onset, float(ends[-1])))
+        return events

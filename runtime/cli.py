@@ -136,6 +136,10 @@ def _add_evaluate(sub):
     p.add_argument("--threshold", type=PROBABILITY, default=None, help="override the model's threshold (0-1]")
     _add_allow_missing(p, "a recording lacks (each is reported)")
     p.add_argument("--workers", type=POSITIVE_INT, default=1, help="score recordings in N local processes")
+    p.add_argument("--alert-rule", type=_alert_rule, metavar="K/N", default=None,
+                   help="events as the monitor alarms: K of N windows above threshold open an alert (quiet 10 s "
+                   "closes it, refractory 30 s), e.g. 3/4 with --hop 1 as the monitor runs; default: every window "
+                   "above threshold is a detection")
     p.add_argument("--ray", nargs="?", const="auto", metavar="ADDRESS", help="score one Ray task per recording on "
                    "the Ray cluster at ADDRESS (default: auto, i.e. a running cluster or a local one; "
                    "the [cluster] extra)")
@@ -144,6 +148,18 @@ def _add_evaluate(sub):
         from ictal.models.commands import evaluate_main
         return evaluate_main(a)
     p.set_defaults(func=run)
+
+
+def _alert_rule(text: str):
+    from .alerts import AlertRule
+
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N, e.g. 3/4, got {text!r}") from None
+    if not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"expected 1 <= K <= N, got {text!r}")
+    return AlertRule(k, n)
 
 
 def _span(text: str) -> tuple[float, float]:

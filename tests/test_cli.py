@@ -100,6 +100,7 @@ def test_bad_input_is_one_clear_line_not_a_traceback(tmp_path):
     (["monitor", "--model", "m.onnx", "--k", "5", "--n", "4"], "--k 5 windows above threshold cannot be more"),
     (["monitor", "--model", "m.onnx", "--hop", "0"], "--hop: expected a value > 0"),
     (["evaluate", "d", "--model", "m.onnx", "--hop", "-1"], "--hop: expected a value > 0"),
+    (["evaluate", "d", "--alert-rule", "5/4"], "expected 1 <= K <= N, got '5/4'"),
     (["evaluate", "d", "--model", "m.onnx", "--threshold", "nan"], "--threshold: expected a number"),
     (["evaluate", "d", "--model", "m.onnx", "--threshold", "2"], "--threshold: expected a value > 0 and ≤ 1"),
     (["explain", "f.edf", "--model", "m.pt", "--start", "50", "--end", "10"], "--end 10 must be after --start 50"),

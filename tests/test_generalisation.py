@@ -209,6 +209,30 @@ def test_evaluate_writes_scores_csv_valid_json_with_peers_and_seizure_free_rate(
     assert "patient by patient: model AUROC ≥ line_length" in r.stdout
 
 
+def test_evaluate_with_the_monitors_alert_rule_finds_the_demo_seizure_when_the_monitor_does(tmp_path):
+    """`--alert-rule 3/4` at the monitor's 1-s hop scores the alerts the monitor raises: on the demo
+    clip (neo07) the live monitor alerts 12 s after the annotated onset (the demo's test), and so
+    does the offline evaluation; without the rule the first window above threshold counts, at 9 s."""
+    import shutil
+
+    from test_cli import _ictal
+
+    from ictal.runtime.shipped import DEMO_CLIP
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DEMO_CLIP, data)
+    latencies = {}
+    for rule in ([], ["--alert-rule", "3/4"]):
+        out = tmp_path / f"out{len(rule)}"
+        r = _ictal("evaluate", data, "--hop", "1", "--out-dir", out, *rule)
+        assert r.returncode == 0, r.stderr
+        m = json.loads((out / "metrics.json").read_text())
+        latencies[bool(rule)] = m["event"]["latencies_s"]
+        assert m["alert_rule"] == ({"k": 3, "n": 4, "quiet_s": 10.0, "refractory_s": 30.0} if rule else None)
+    assert latencies == {False: [9.0], True: [12.0]}
+
+
 def test_evaluate_explain_and_report_refuse_zero_filling_more_than_a_quarter_of_channels(tiny_model, synthetic_dir,
                                                                                          tmp_path):
     from test_cli import _ictal

@@ -117,3 +117,27 @@ def test_no_auroc_interval_from_fewer_than_five_patients():
     y, model, patients, _ = _patients_with_one_inverted(n_patients=4)
     r = patient_bootstrap_auroc(y, {"model": model}, patients)
     assert r["methods"]["model"] == {"auroc": auroc(y, model), "ci95": None} and r["n_resamples"] == 0
+
+
+def test_alert_rule_scores_events_as_the_monitor_alarms():
+    """Offline events with the monitor's rule: an isolated window above threshold raises nothing;
+    3 of 4 open an alert at the third; 10 s below close it; a run inside the refractory 30 s after
+    it raises nothing, and raises an alert of its own without a refractory time."""
+    from ictal.runtime.alerts import AlertRule
+
+    ends = np.arange(1.0, 61.0)
+    p = np.full(ends.size, 0.1)
+    p[np.isin(ends, [5, 20, 21, 23, 40, 41, 42])] = 0.9
+    assert AlertRule(3, 4).events(ends, p, 0.5) == [(23.0, 34.0)]
+    assert AlertRule(3, 4, refractory_s=0).events(ends, p, 0.5) == [(23.0, 34.0), (42.0, 53.0)]
+    # order-free, as windows come from several batches
+    shuffled = np.random.default_rng(0).permutation(ends.size)
+    assert AlertRule(3, 4).events(ends[shuffled], p[shuffled], 0.5) == [(23.0, 34.0)]
+    # an unscorable window breaks the run as a gap does live; an alert open at the end closes there
+    q = np.full(ends.size, 0.1)
+    q[np.isin(ends, [10, 11, 13])] = 0.9
+    assert AlertRule(3, 4).events(ends, q, 0.5) == [(13.0, 24.0)]
+    q[ends == 12] = np.nan
+    assert AlertRule(3, 4).events(ends, q, 0.5) == []
+    q[ends >= 55] = 0.9
+    assert AlertRule(3, 4).events(ends, q, 0.5) == [(57.0, 60.0)]
