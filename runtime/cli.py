@@ -197,6 +197,9 @@ def _add_monitor(sub):
     p.add_argument("--timeout", type=POSITIVE, default=10.0, help="seconds to wait for the stream")
     p.add_argument("--hop", type=POSITIVE, default=1.0, help="seconds between scored windows")
     _add_allow_missing(p, "the stream lacks")
+    p.add_argument("--threshold", type=PROBABILITY, default=None,
+                   help="decision threshold (0-1] instead of the model's, e.g. a neonatal unit's operating point "
+                   "(MODEL_CARD.md); logged beside the model's")
     p.add_argument("--k", type=POSITIVE_INT, default=3, help="windows above threshold (of --n) to open an alert")
     p.add_argument("--n", type=POSITIVE_INT, default=4)
     p.add_argument("--quiet", type=_number(float, 0), default=10.0, help="seconds below threshold to close an alert")
@@ -225,7 +228,7 @@ def _add_monitor(sub):
                       force=a.force, k=a.k, n=a.n, quiet_s=a.quiet, refractory_s=a.refractory, log_path=a.log,
                       explain_dir=a.explain_dir or f"{a.name}-explanations", gradcam_checkpoint=a.gradcam,
                       lsl_outputs=not a.no_lsl_out, resolve_timeout_s=a.timeout, cam_layer=a.cam_layer,
-                      name=a.name, units=a.units)
+                      name=a.name, units=a.units, threshold=a.threshold)
         mon.connect()
         view = None
         if a.view:  # its own process: the monitor's footprint and timing stay as they are

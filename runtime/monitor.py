@@ -122,6 +122,9 @@ class Monitor:
         This monitor's name; its source_id is made unique per run.
     units : str | None
         Units of a stream that declares none (V, mV, uV, nV).
+    threshold : float | None
+        Decision threshold in (0, 1] instead of the model's (a unit's own operating point); logged
+        beside the model's, and published in the scores stream's metadata.
 
     The other parameters tune technical alarms and signal checks; their defaults are the
     ones documented in the README.
@@ -146,10 +149,15 @@ class Monitor:
                  flat_uv: float = FLAT_UV,
                  threads: int | None = None, name: str = "ictal", cam_layer: str = "layer4",
                  units: str | None = None, rejected_alarm_windows: int = 3, behind_s: float = 5.0,
-                 rate_tolerance: float = 0.02, rate_span_s: float = 30.0):
+                 rate_tolerance: float = 0.02, rate_span_s: float = 30.0, threshold: float | None = None):
         if hop_s <= 0:
             raise ValueError(f"hop_s must be positive, got {hop_s}")
+        if threshold is not None and not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be in (0, 1], got {threshold}")
         self.scorer = Scorer(model, threads=threads)
+        self.model_threshold = self.scorer.threshold
+        if threshold is not None:  # e.g. a unit's own operating point (MODEL_CARD: neonatal operating points)
+            self.scorer.threshold = float(threshold)
         self.spec = self.scorer.spec
         self.hop_s = hop_s
         self.hop = max(1, int(round(hop_s * self.spec.sfreq_hz)))
@@ -235,10 +243,13 @@ class Monitor:
                       "stream_uid": src.uid, "sfreq_hz": src.sfreq_hz, "channels": src.labels,
                       "units": src.channel_units, "uv_per_unit": src.uv_per_unit.tolist(),
                       "montage": dict(zip(unique_labels(self.spec.channels), self.montage.how)),
-                      "model": self.scorer.name, "threshold": self.scorer.threshold, "hop_s": self.hop_s})
+                      "model": self.scorer.name, "threshold": self.scorer.threshold,
+                      "model_threshold": self.model_threshold, "hop_s": self.hop_s})
         if self.console:
             self.console.line(f"connected to '{src.stream_name}' ({src.n_channels} ch @ {src.sfreq_hz:g} Hz); "
-                              f"{self.scorer.describe()}")
+                              f"{self.scorer.describe()}"
+                              + (f" (set by --threshold; the model's is {self.model_threshold:.3f})"
+                                 if self.scorer.threshold != self.model_threshold else ""))
         return self
 
     def _reconnect(self, info) -> None:

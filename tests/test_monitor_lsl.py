@@ -51,6 +51,35 @@ def test_an_alert_in_the_first_seconds_is_explained_against_its_own_median_chann
     assert max(abs(v) for v in expl["region_importance"].values()) > 0.5  # the regions differ from the head's median
 
 
+def test_a_units_own_threshold_is_applied_logged_and_published(tmp_path):
+    """A neonatal unit that chooses 0.99 over the model's 0.278 (the MODEL_CARD's operating points):
+    the demo seizure (p up to 0.98) then raises no alert, every window is still scored, and the log
+    and the scores stream say which threshold was applied and which was the model's."""
+    import pylsl
+
+    from ictal.runtime.edf import read_edf
+    from ictal.runtime.shipped import DEMO_CLIP, SHIPPED_MODEL
+
+    out_name = unique_stream_name("ictal-out")
+    found = {}
+
+    def read_scores_metadata():  # the outlets exist from the monitor's construction
+        (info,) = pylsl.resolve_byprop("name", f"{out_name}-scores", timeout=5)
+        full = pylsl.StreamInlet(info).info(timeout=5)
+        found["threshold"] = float(full.desc().child("ictal").child_value("threshold"))
+
+    mon, _, log = _run(SHIPPED_MODEL, read_edf(DEMO_CLIP), tmp_path, threshold=0.99, output_name=out_name,
+                       before_connect=read_scores_metadata)
+    assert found == {"threshold": 0.99}
+    (connected,) = [e for e in log if e["event"] == "connected"]
+    assert connected["threshold"] == 0.99 and connected["model_threshold"] == pytest.approx(0.278, abs=0.001)
+    scores = [e["p"] for e in log if e["event"] == "score"]
+    assert len(scores) >= 19 and 0.9 < max(scores) < 0.99
+    assert not [e for e in log if e["event"].startswith("alert")]
+    with pytest.raises(ValueError, match="threshold must be in"):
+        Monitor(SHIPPED_MODEL, threshold=1.5, log_path=tmp_path / "x.jsonl", console=False, lsl_outputs=False)
+
+
 def test_alert_opens_within_15_s_of_onset_and_closes_after_the_seizure(tiny_model, tmp_path):
     onset, end = 60.0, 100.0
     rec = synthetic_recording(150, [(onset, end)], seed=901, name="sz")
