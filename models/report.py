@@ -336,13 +336,16 @@ def _windows(data, spec, hop_s: float, allow_missing: int, force: bool, log) -> 
 
 def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, *, n_examples: int = 1,
                  use_llm: bool = False, hop_s: float = 5.0, allow_missing: int = 0, force: bool = False,
-                 cam_layer: str = "layer4", log=print) -> Path:
+                 cam_layer: str = "layer4", threshold: float | None = None, log=print) -> Path:
     from ictal.runtime.annotations import Seizure
     from ictal.runtime.channels import check_zero_fill
     from ictal.runtime.edf import open_edf
     from ictal.runtime.windows import condition_edf
 
     interp = Interpreter(checkpoint, cam_layer)
+    model_threshold = interp.threshold
+    if threshold is not None:  # a unit's own operating point: the metrics, examples and texts all use it
+        interp.threshold = float(threshold)
     spec, thr = interp.spec, interp.threshold
     check_zero_fill(allow_missing, len(spec.channels), force=force, model_name=f"model {interp.name}")
     out = Path(out_dir)
@@ -357,8 +360,10 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
           f"Data: `{data}` ({len(ws.windows)} windows of {spec.window_s:g} s every {hop_s:g} s from "
           f"{len(ws.recordings)} recordings). **Not a medical device.**", "",
           "## Metrics on this data", "",
-          f"Threshold applied: **{thr:.3f}** (stored with the model; chosen on "
-          f"{interp.meta.get('threshold_from', 'its validation patients')}). "
+          f"Threshold applied: **{thr:.3f}** "
+          + (f"(set by --threshold; the model's own, {model_threshold:.3f}, was chosen on "
+             if threshold is not None else "(stored with the model; chosen on ")
+          + f"{interp.meta.get('threshold_from', 'its validation patients')}). "
           "Windows with 0–50 % seizure overlap are left out of window metrics."]
     if seen:
         md += ["", f"**Caution:** {len(seen)} of these recordings were in the model's training set "
@@ -481,7 +486,7 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                        "Grad-CAM++ overlay:", "", f"![grad-cam++]({ex['files']['gradcampp']})", ""]
             md += ["Integrated-Gradients triptych:", "", f"![ig]({ex['files']['ig']})", ""]
             log(f"example {n_done}: {kind} {w.recording} {w.start_s:g} s p={seg.p:.3f}")
-    write_json({"threshold_applied": thr, "on_data": on_data, "events_per_recording": events,
+    write_json({"threshold_applied": thr, "model_threshold": model_threshold, "on_data": on_data, "events_per_recording": events,
                 "examples_missing": missing,
                 "cross_validation_pooled": {k: v["pooled"] for k, v in cv.items()}}, out / "metrics.json")
     report = out / "report.md"

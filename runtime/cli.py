@@ -424,13 +424,16 @@ def _add_report(sub):
     p.add_argument("--hop", type=POSITIVE, default=5.0)
     _add_allow_missing(p, "a recording lacks")
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"])
+    p.add_argument("--threshold", type=PROBABILITY, default=None,
+                   help="decision threshold (0-1] instead of the model's, as `ictal monitor --threshold`")
     p.add_argument("--llm", action="store_true",
                    help="rewrite summaries via ICTAL_LLM_URL/ICTAL_LLM_API_KEY/ICTAL_LLM_MODEL (off by default)")
 
     def run(a):
         from ictal.models.report import write_report
         path = write_report(a.model, a.data, a.out_dir, n_examples=a.examples, use_llm=a.llm, hop_s=a.hop,
-                            allow_missing=a.allow_missing, force=a.force, cam_layer=a.cam_layer)
+                            allow_missing=a.allow_missing, force=a.force, cam_layer=a.cam_layer,
+                            threshold=a.threshold)
         print(f"wrote {path}")
         return 0
     p.set_defaults(func=run)

@@ -260,6 +260,28 @@ def test_report_leaves_out_the_windows_the_monitor_would_not_score(eegmmidb_dir,
     assert "| eegmmidb | 9.28 | 3 [0.1–14] |" in text and "| neonatal | 41 | 0.81 [0.69–0.90] |" in text
 
 
+def test_report_at_a_units_own_threshold_judges_and_picks_examples_by_it(tmp_path):
+    """`ictal report --threshold 0.99` (a unit's operating point): the demo seizure (p up to 0.98)
+    is then missed, so its windows are false negatives, the example shown is one, and the text
+    says which threshold was applied and which is the model's."""
+    import shutil
+
+    from ictal.runtime.cli import main
+    from ictal.runtime.shipped import DEMO_CLIP
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(DEMO_CLIP, data)
+    assert main(["report", str(data), "--threshold", "0.99", "--examples", "1", "--hop", "2",
+                 "--out-dir", str(tmp_path / "r")]) == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["threshold_applied"] == 0.99 and metrics["model_threshold"] == pytest.approx(0.278, abs=0.001)
+    assert metrics["on_data"]["window"]["confusion"]["tp"] == 0 and metrics["on_data"]["window"]["confusion"]["fn"] > 0
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "Threshold applied: **0.990** (set by --threshold; the model's own, 0.278" in text
+    assert re.search(r"### Example \d: false negative", text) and "true positive" in metrics["examples_missing"]
+
+
 def test_explain_says_which_segments_the_monitor_would_not_score(eegmmidb_dir, tmp_path):
     """Half a headbox off from 20 to 50 s: the shipped model reads those segments as p = 1 and
     their 'explanation' is the flat electrodes. `ictal explain` still explains them (the user asked)
