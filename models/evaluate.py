@@ -949,7 +949,7 @@ def evaluate_model(model: str | Path, data: str | Path, out_dir: str | Path = "e
     intervals = auroc_intervals(ws, scores)
     by_patient = patient_table(ws, scores, thresholds, alert_rule)
     ppath = write_patient_csv(by_patient, out / "patients.csv")
-    metrics = {**results["model"], "model": str(model), "data": str(data),
+    metrics = {**results["model"], "model": str(model), "data": str(data), "model_threshold": model_threshold,
                "classical_peers": {m: r for m, r in results.items() if m != "model"},
                # per data set, each method's AUROC with a 95 % interval from resampling patients
                "auroc_intervals": intervals,

@@ -486,8 +486,8 @@ def write_report(checkpoint: str | Path, data: str | Path, out_dir: str | Path, 
                        "Grad-CAM++ overlay:", "", f"![grad-cam++]({ex['files']['gradcampp']})", ""]
             md += ["Integrated-Gradients triptych:", "", f"![ig]({ex['files']['ig']})", ""]
             log(f"example {n_done}: {kind} {w.recording} {w.start_s:g} s p={seg.p:.3f}")
-    write_json({"threshold_applied": thr, "model_threshold": model_threshold, "on_data": on_data, "events_per_recording": events,
-                "examples_missing": missing,
+    write_json({"threshold_applied": thr, "model_threshold": model_threshold, "on_data": on_data,
+                "events_per_recording": events, "examples_missing": missing,
                 "cross_validation_pooled": {k: v["pooled"] for k, v in cv.items()}}, out / "metrics.json")
     report = out / "report.md"
     report.write_text("\n".join(md) + "\n")

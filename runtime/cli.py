@@ -133,7 +133,7 @@ def _add_evaluate(sub):
     _add_model(p, help_extra=", or a .pt checkpoint (imports torch)")
     _add_out_dir(p, "evaluation")
     p.add_argument("--hop", type=POSITIVE, default=1.0)
-    p.add_argument("--threshold", type=PROBABILITY, default=None, help="override the model's threshold (0-1]")
+    _add_threshold(p)
     _add_allow_missing(p, "a recording lacks (each is reported)")
     p.add_argument("--workers", type=POSITIVE_INT, default=1, help="score recordings in N local processes")
     p.add_argument("--alert-rule", type=_alert_rule, metavar="K/N", default=None,
@@ -197,9 +197,7 @@ def _add_monitor(sub):
     p.add_argument("--timeout", type=POSITIVE, default=10.0, help="seconds to wait for the stream")
     p.add_argument("--hop", type=POSITIVE, default=1.0, help="seconds between scored windows")
     _add_allow_missing(p, "the stream lacks")
-    p.add_argument("--threshold", type=PROBABILITY, default=None,
-                   help="decision threshold (0-1] instead of the model's, e.g. a neonatal unit's operating point "
-                   "(MODEL_CARD.md); logged beside the model's")
+    _add_threshold(p)
     p.add_argument("--k", type=POSITIVE_INT, default=3, help="windows above threshold (of --n) to open an alert")
     p.add_argument("--n", type=POSITIVE_INT, default=4)
     p.add_argument("--quiet", type=_number(float, 0), default=10.0, help="seconds below threshold to close an alert")
@@ -424,8 +422,7 @@ def _add_report(sub):
     p.add_argument("--hop", type=POSITIVE, default=5.0)
     _add_allow_missing(p, "a recording lacks")
     p.add_argument("--cam-layer", default="layer4", choices=["layer4", "layer3", "layer2"])
-    p.add_argument("--threshold", type=PROBABILITY, default=None,
-                   help="decision threshold (0-1] instead of the model's, as `ictal monitor --threshold`")
+    _add_threshold(p)
     p.add_argument("--llm", action="store_true",
                    help="rewrite summaries via ICTAL_LLM_URL/ICTAL_LLM_API_KEY/ICTAL_LLM_MODEL (off by default)")
 
@@ -437,6 +434,12 @@ def _add_report(sub):
         print(f"wrote {path}")
         return 0
     p.set_defaults(func=run)
+
+
+def _add_threshold(p) -> None:
+    p.add_argument("--threshold", type=PROBABILITY, default=None,
+                   help="decision threshold (0-1] instead of the model's, e.g. a unit's own operating point "
+                   "(MODEL_CARD.md: neonatal operating points); the model's is reported beside it")
 
 
 def _add_allow_missing(p, lacks: str) -> None:
