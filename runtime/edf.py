@@ -176,6 +176,19 @@ class EdfFile:
         return data
 
 
+_WARNED_FOLDERS: set[tuple[str, str]] = set()
+
+
+def _warn_once_per_folder(path, what: str) -> None:
+    """Warn that a file's other sensors were skipped, once per folder and kind: an archive's
+    recordings share their sensors, and 700 identical lines would hide the warnings that matter."""
+    folder = str(Path(path).resolve().parent)
+    if (folder, what) in _WARNED_FOLDERS:
+        return
+    _WARNED_FOLDERS.add((folder, what))
+    warnings.warn(f"{path}: {what} (said once for the files of {folder})", stacklevel=4)
+
+
 def open_edf(path: str | os.PathLike) -> EdfFile:
     """Open an EDF/EDF+ file for its EEG signals (see `read_edf`) without reading the samples."""
     import edfio
@@ -191,7 +204,7 @@ def open_edf(path: str | os.PathLike) -> EdfFile:
     others = [s for s in signals if unit_factor(s.physical_dimension) is None and not names_scalp_electrodes(s.label)]
     if others:
         named = ", ".join(f"{s.label.strip()} ({s.physical_dimension.strip() or 'no unit'})" for s in others)
-        warnings.warn(f"{path}: skipped {named}: not a voltage and not a scalp electrode", stacklevel=3)
+        _warn_once_per_folder(path, f"skipped {named}: not a voltage and not a scalp electrode")
         signals = [s for s in signals if not any(s is o for o in others)]
     if not signals:
         raise EDFError(f"{path}: contains no EEG signals")
@@ -200,8 +213,8 @@ def open_edf(path: str | os.PathLike) -> EdfFile:
     rate = max(set(rates), key=lambda r: (rates.count(r), r))
     skipped = [s for s, r in zip(signals, rates) if r != rate]
     if skipped:
-        warnings.warn(f"{path}: skipped {', '.join(f'{s.label.strip()} ({s.sampling_frequency:g} Hz)' for s in skipped)}"
-                      f": not at the EEG rate of {rate:g} Hz", stacklevel=3)
+        named = ", ".join(f"{s.label.strip()} ({s.sampling_frequency:g} Hz)" for s in skipped)
+        _warn_once_per_folder(path, f"skipped {named}: not at the EEG rate of {rate:g} Hz")
         signals = [s for s, r in zip(signals, rates) if r == rate]
     unknown = [f"{s.label.strip()} ({s.physical_dimension.strip() or 'no unit'!r})" for s in signals
                if unit_factor(s.physical_dimension) is None]

@@ -1,3 +1,4 @@
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,15 @@ def test_a_channel_at_another_rate_is_skipped_with_a_note(tmp_path):
     with pytest.warns(UserWarning, match=r"with_ecg.edf: skipped ECG \(512 Hz\): not at the EEG rate of 256 Hz"):
         rec = read_edf(path)
     assert rec.labels == ["FP1-F7", "F7-T7"] and rec.sfreq_hz == 256.0
+    # an archive's files share their sensors: said once per folder, not once per file
+    edfio.Edf(eeg + [ecg]).write(tmp_path / "with_ecg_2.edf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_edf(tmp_path / "with_ecg_2.edf").labels == ["FP1-F7", "F7-T7"]
+    (tmp_path / "other_patient").mkdir()
+    edfio.Edf(eeg + [ecg]).write(tmp_path / "other_patient" / "with_ecg.edf")
+    with pytest.warns(UserWarning, match=r"said once for the files of .*other_patient"):
+        read_edf(tmp_path / "other_patient" / "with_ecg.edf")
 
 
 def test_a_recording_is_read_and_conditioned_a_block_at_a_time_with_the_same_samples(eegmmidb_dir):
