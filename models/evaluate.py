@@ -485,14 +485,15 @@ def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print, state_dir:
             for name, r in m["methods"].items()))
         for name, (p, _) in methods.items():
             pooled_parts.setdefault(name, []).append((te, p, used_t[name]))
+    # Every method was tested on the same windows, fold by fold. A seizure-free window may be
+    # tested in several folds (by different models); pool every test.
+    tested = WindowSet(ws.x[:0], sum((list(te.windows) for _, te, *_ in trained), []),
+                       sum((list(te.source) for _, te, *_ in trained), []), {})
+    pooled_p = {name: np.concatenate([pp for _, pp, _ in parts]) for name, parts in pooled_parts.items()}
     pooled = {}
     for name, parts in pooled_parts.items():
-        # A seizure-free window may be tested in several folds (by different models); pool every test.
-        wins = sum((list(te.windows) for te, _, _ in parts), [])
-        src = sum((list(te.source) for te, _, _ in parts), [])
-        p = np.concatenate([pp for _, pp, _ in parts])
         thr = np.concatenate([np.full(len(pp), t) for _, pp, t in parts])
-        wm = summarise(WindowSet(ws.x[:0], wins, src, {}), p, thr)["window"]
+        wm = summarise(tested, pooled_p[name], thr)["window"]
         ev, free, free_by_source = EventCounts(), EventCounts(), {}
         for m in per_fold:
             r = m["methods"][name]
@@ -501,11 +502,7 @@ def run_folds(ws: WindowSet, folds: list[Fold], spec, cfg, log=print, state_dir:
             for src_name, c in r["seizure_free"]["by_source"].items():
                 free_by_source.setdefault(src_name, EventCounts()).add(_counts_from_summary(c))
         pooled[name] = {"window": wm, "event": ev.summary(), "seizure_free": seizure_free_summary(free, free_by_source)}
-    # every method was tested on the same windows, fold by fold
-    tested = WindowSet(ws.x[:0], sum((list(te.windows) for _, te, *_ in trained), []),
-                       sum((list(te.source) for _, te, *_ in trained), []), {})
-    intervals = auroc_intervals(tested, {name: np.concatenate([pp for _, pp, _ in parts])
-                                         for name, parts in pooled_parts.items()})
+    intervals = auroc_intervals(tested, pooled_p)
     return {"pooled": pooled, "pooled_auroc_intervals": intervals, "folds": per_fold,
             "comparison": compare_to_peers(per_fold)}
 

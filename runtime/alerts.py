@@ -18,6 +18,11 @@ class AlertEvent:
     first_positive_t_lsl: float | None = None
 
 
+def check_alert_rule(k: int, n: int) -> None:
+    if not 1 <= k <= n:
+        raise ValueError(f"alert rule needs 1 <= k <= n, got k={k}, n={n}")
+
+
 class AlertStateMachine:
     """update(t_lsl, p) → AlertEvent or None, once per scored window.
 
@@ -27,8 +32,7 @@ class AlertStateMachine:
 
     def __init__(self, threshold: float, k: int = 3, n: int = 4, quiet_s: float = 10.0,
                  refractory_s: float = 30.0):
-        if not 1 <= k <= n:
-            raise ValueError(f"alert rule needs 1 <= k <= n, got k={k}, n={n}")
+        check_alert_rule(k, n)
         self.threshold, self.k, self.n = threshold, k, n
         self.quiet_s, self.refractory_s = quiet_s, refractory_s
         self.recent: collections.deque = collections.deque(maxlen=n)
@@ -69,6 +73,9 @@ class AlertRule:
     n: int = 4
     quiet_s: float = 10.0
     refractory_s: float = 30.0
+
+    def __post_init__(self):
+        check_alert_rule(self.k, self.n)
 
     def events(self, window_ends_s, p, threshold: float) -> list[tuple[float, float]]:
         """(onset, offset) of each alert the monitor raises on windows ending at `window_ends_s`

@@ -157,9 +157,10 @@ def _alert_rule(text: str):
         k, n = (int(v) for v in text.split("/"))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected K/N, e.g. 3/4, got {text!r}") from None
-    if not 1 <= k <= n:
-        raise argparse.ArgumentTypeError(f"expected 1 <= K <= N, got {text!r}")
-    return AlertRule(k, n)
+    try:
+        return AlertRule(k, n)  # the monitor's own check of the rule
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 1 <= K <= N, got {text!r}") from None
 
 
 def _span(text: str) -> tuple[float, float]:
